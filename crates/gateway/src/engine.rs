@@ -1,0 +1,407 @@
+//! One Engine.IO session and the Socket.IO layer on top of it.
+//!
+//! An [`EngineConn`] is shared by its transports (a WebSocket, or the polling
+//! requests of the moment) and by every task that emits to it. Exactly one
+//! task drives it (see [`crate::transport`]): that task runs the heartbeat,
+//! notices close requests and runs the close sequence. Incoming messages are
+//! decoded here and dispatched to the namespaces' handlers in order.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use switchboard_protocol::binary::{Assembler, Progress};
+use switchboard_protocol::engine::{Packet as EnginePacket, Payload};
+use switchboard_protocol::packet::{Packet, PacketKind};
+use switchboard_protocol::session::{Action, CloseReason, Session, Transport};
+use switchboard_protocol::{DecodeError, handshake};
+use tokio::sync::{Notify, oneshot};
+
+use crate::encode;
+use crate::frame::{Frame, NOOP, PING};
+use crate::handler::{DisconnectReason, Event};
+use crate::limits::Limit;
+use crate::namespace::Namespace;
+use crate::outbox::Outbox;
+use crate::server::Shared;
+use crate::socket::{AckReply, NewSocket, Socket};
+use crate::transport::ws::WsConn;
+
+/// What the transport should do after a packet.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    Continue,
+    /// Answer the WebSocket probe with `3probe`.
+    Probe,
+    /// The session moved to this WebSocket.
+    Upgraded,
+    Close(CloseReason),
+}
+
+/// One Engine.IO session.
+pub(crate) struct EngineConn {
+    sid: Arc<str>,
+    outbox: Outbox,
+    session: Mutex<Session>,
+    sockets: Mutex<Vec<Arc<Socket>>>,
+    assembler: Mutex<Option<Assembler>>,
+    /// The token of the handshake's `Authorization: Bearer` header.
+    bearer: Option<Box<str>>,
+    close_reason: Mutex<Option<CloseReason>>,
+    driver_wake: Notify,
+    upgrade: Mutex<Option<oneshot::Sender<WsConn>>>,
+    pub(crate) polling_get: AtomicBool,
+    pub(crate) polling_post: AtomicBool,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EngineConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConn").field("sid", &self.sid).finish()
+    }
+}
+
+impl EngineConn {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        sid: Arc<str>,
+        transport: Transport,
+        bearer: Option<Box<str>>,
+    ) -> (Arc<Self>, Option<oneshot::Receiver<WsConn>>) {
+        let (upgrade_tx, upgrade_rx) = match transport {
+            Transport::Polling => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Transport::WebSocket => (None, None),
+        };
+        let settings = shared.config.engine;
+        let conn = Arc::new(Self {
+            sid,
+            outbox: Outbox::new(shared.config.limits.max_pending_bytes),
+            session: Mutex::new(Session::new(settings, transport, Instant::now())),
+            sockets: Mutex::new(Vec::new()),
+            assembler: Mutex::new(None),
+            bearer,
+            close_reason: Mutex::new(None),
+            driver_wake: Notify::new(),
+            upgrade: Mutex::new(upgrade_tx),
+            polling_get: AtomicBool::new(false),
+            polling_post: AtomicBool::new(false),
+            shared,
+        });
+        (conn, upgrade_rx)
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The open packet for this session.
+    pub(crate) fn open_frame(&self, offer_websocket: bool) -> Frame {
+        let json = handshake::open_json(&self.sid, &self.shared.config.engine, offer_websocket);
+        Frame::build(false, |buf| {
+            buf.push(b'0');
+            buf.extend_from_slice(json.as_bytes());
+        })
+    }
+
+    pub(crate) fn transport(&self) -> Transport {
+        lock(&self.session).transport()
+    }
+
+    pub(crate) fn is_upgrading(&self) -> bool {
+        lock(&self.session).is_upgrading()
+    }
+
+    /// When the driver must next call [`EngineConn::on_timeout`].
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        lock(&self.session).next_deadline()
+    }
+
+    /// Heartbeat: maybe queue a ping, maybe close for a missing pong.
+    pub(crate) fn on_timeout(&self) -> Option<CloseReason> {
+        let action = lock(&self.session).on_timeout(Instant::now());
+        match action {
+            Some(Action::Send(_)) => {
+                let _ = self.outbox.push(PING.clone());
+                None
+            }
+            Some(Action::Close(reason)) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Asks the driver to close the session (from any task).
+    pub(crate) fn request_close(&self, reason: CloseReason) {
+        lock(&self.close_reason).get_or_insert(reason);
+        self.outbox.close();
+        self.driver_wake.notify_one();
+    }
+
+    pub(crate) fn close_requested(&self) -> Option<CloseReason> {
+        *lock(&self.close_reason)
+    }
+
+    pub(crate) async fn driver_woken(&self) {
+        self.driver_wake.notified().await;
+    }
+
+    /// Hands a probed WebSocket to the session's driver.
+    pub(crate) fn hand_over(&self, ws: WsConn) -> Result<(), WsConn> {
+        match lock(&self.upgrade).take() {
+            Some(tx) => tx.send(ws),
+            None => Err(ws),
+        }
+    }
+
+    /// A packet from a transport.
+    pub(crate) async fn on_packet(self: &Arc<Self>, from: Transport, packet: EnginePacket) -> Flow {
+        metrics::counter!("switchboard_gateway_packets_in_total", "transport" => from.as_str()).increment(1);
+        let action = lock(&self.session).on_packet(from, packet, Instant::now());
+        match action {
+            None => Flow::Continue,
+            Some(Action::Send(_)) => Flow::Continue,
+            Some(Action::AnswerProbe) => {
+                // The pending polling GET must return so the client can pause
+                // polling and send the upgrade.
+                let _ = self.outbox.push(NOOP.clone());
+                Flow::Probe
+            }
+            Some(Action::Upgraded) => Flow::Upgraded,
+            Some(Action::Close(reason)) => Flow::Close(reason),
+            Some(Action::Deliver(payload)) => match self.on_message(payload).await {
+                Ok(()) => Flow::Continue,
+                Err(reason) => {
+                    lock(&self.session).close(reason);
+                    Flow::Close(reason)
+                }
+            },
+        }
+    }
+
+    /// A Socket.IO packet (or one of its attachments).
+    async fn on_message(self: &Arc<Self>, payload: Payload) -> Result<(), CloseReason> {
+        match payload {
+            Payload::Text(text) => {
+                if lock(&self.assembler).is_some() {
+                    return Err(parse_error(DecodeError::UnexpectedAttachment));
+                }
+                let max = self.shared.config.limits.max_attachments;
+                let packet = Packet::decode(&text, max).map_err(|e| {
+                    if matches!(e, DecodeError::TooManyAttachments(_)) {
+                        Limit::Attachments.count();
+                    }
+                    parse_error(e)
+                })?;
+                if packet.kind.is_binary() {
+                    return match Assembler::start(packet).map_err(parse_error)? {
+                        Progress::Complete(packet, attachments) => self.dispatch(packet, attachments).await,
+                        Progress::Pending(assembler) => {
+                            *lock(&self.assembler) = Some(assembler);
+                            Ok(())
+                        }
+                    };
+                }
+                self.dispatch(packet, Vec::new()).await
+            }
+            Payload::Binary(data) => {
+                let assembler = lock(&self.assembler).take().ok_or(parse_error(DecodeError::UnexpectedAttachment))?;
+                match assembler.push(data) {
+                    Progress::Complete(packet, attachments) => self.dispatch(packet, attachments).await,
+                    Progress::Pending(assembler) => {
+                        *lock(&self.assembler) = Some(assembler);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, packet: Packet, attachments: Vec<Bytes>) -> Result<(), CloseReason> {
+        if packet.kind == PacketKind::Connect {
+            return self.connect(packet).await;
+        }
+        let Some(socket) = self.socket(&packet.nsp) else {
+            // The reference server closes a session that talks to a namespace
+            // it did not join.
+            return Err(CloseReason::ParseError);
+        };
+        match packet.kind {
+            PacketKind::Disconnect => {
+                self.forget_socket(&packet.nsp);
+                socket.namespace().clone().remove_socket(&socket, DisconnectReason::ClientNamespaceDisconnect).await;
+            }
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                let Some(Value::Array(mut items)) = packet.data else {
+                    return Err(CloseReason::ParseError);
+                };
+                let name = match items.remove(0) {
+                    Value::String(name) => name,
+                    other => other.to_string(),
+                };
+                if let Err(notify) = socket.take_event_token() {
+                    const ERROR: &str = "rate limit exceeded";
+                    if let Some(id) = packet.id {
+                        socket.ack(id, &[json!({ "error": ERROR })]);
+                    } else if notify {
+                        socket.emit_volatile("error", &[json!({ "event": name, "error": ERROR })]);
+                    }
+                    return Ok(());
+                }
+                let event = Event { name, args: items, attachments, ack: packet.id };
+                let nsp = socket.namespace().clone();
+                nsp.handler().on_event(&socket, event).await;
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                let (Some(id), Some(Value::Array(args))) = (packet.id, packet.data) else {
+                    return Err(CloseReason::ParseError);
+                };
+                socket.resolve_ack(id, AckReply { args, attachments });
+            }
+            PacketKind::Connect | PacketKind::ConnectError => return Err(CloseReason::ParseError),
+        }
+        Ok(())
+    }
+
+    async fn connect(self: &Arc<Self>, packet: Packet) -> Result<(), CloseReason> {
+        if self.socket(&packet.nsp).is_some() {
+            return Ok(());
+        }
+        let Some(nsp) = self.shared.namespace_for_connect(&packet.nsp) else {
+            return self.refuse(&packet.nsp, "Invalid namespace", "invalid_namespace");
+        };
+        let auth = packet.data.unwrap_or_else(|| json!({}));
+        let token = auth.get("token").and_then(Value::as_str).or(self.bearer.as_deref());
+        let identity = match self.shared.auth.authenticate(token) {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::debug!(sid = %self.sid, %error, "connect refused");
+                return self.refuse(&packet.nsp, error.client_message(), "unauthorized");
+            }
+        };
+        if nsp.user_socket_count(&identity.user_id) >= self.shared.config.limits.max_sockets_per_user {
+            Limit::SocketsPerUser.count();
+            return self.refuse(&packet.nsp, "Too many connections", "too_many_connections");
+        }
+        if let Err(refusal) = nsp.handler().authorize(&identity, &auth).await {
+            self.push(encode::control(
+                PacketKind::ConnectError,
+                &packet.nsp,
+                Some(&json!({ "message": refusal.message, "data": refusal.data })),
+            ));
+            metrics::counter!("switchboard_gateway_connects_total", "result" => "refused").increment(1);
+            return Ok(());
+        }
+
+        let restored = match (&nsp.recovery, auth.get("pid").and_then(Value::as_str)) {
+            (Some(recovery), Some(pid)) => {
+                let offset = auth.get("offset").and_then(Value::as_str);
+                let restored = recovery.restore(pid, offset, &identity.user_id).map(|r| (Arc::<str>::from(pid), r));
+                let outcome = if restored.is_some() { "recovered" } else { "not_recovered" };
+                metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => outcome).increment(1);
+                restored
+            }
+            _ => None,
+        };
+        let recovered = restored.is_some();
+        let (id, pid, rooms, missed) = match restored {
+            Some((pid, r)) => (r.sid, Some(pid), r.rooms, r.missed),
+            None => {
+                let pid = nsp.recovery.as_ref().map(|_| Arc::from(random_id()));
+                (Arc::from(random_id()), pid, Vec::new(), Vec::new())
+            }
+        };
+        let socket = Socket::new(NewSocket {
+            id,
+            key: self.shared.next_socket_key(),
+            pid: pid.clone(),
+            nsp: nsp.clone(),
+            conn: self.clone(),
+            identity,
+            recovered,
+        });
+        for room in &rooms {
+            // Limits were checked when the rooms were first joined.
+            let _ = socket.join(room);
+        }
+        // Missed packets go before the CONNECT reply: the client buffers them
+        // until it is connected, then hands them over in order.
+        if !missed.is_empty() {
+            self.push_all(&missed);
+        }
+        nsp.add_socket(&socket);
+        lock(&self.sockets).push(socket.clone());
+        let mut reply = json!({ "sid": socket.id() });
+        if let Some(pid) = &pid {
+            reply["pid"] = Value::String(pid.to_string());
+        }
+        self.push(encode::control(PacketKind::Connect, nsp.name(), Some(&reply)));
+        metrics::counter!("switchboard_gateway_connects_total", "result" => "ok").increment(1);
+        nsp.handler().on_connect(&socket, &auth).await;
+        Ok(())
+    }
+
+    fn refuse(&self, nsp: &str, message: &str, result: &'static str) -> Result<(), CloseReason> {
+        self.push(encode::control(PacketKind::ConnectError, nsp, Some(&json!({ "message": message }))));
+        metrics::counter!("switchboard_gateway_connects_total", "result" => result).increment(1);
+        Ok(())
+    }
+
+    fn push(&self, frame: Frame) {
+        let _ = self.outbox.push(frame);
+    }
+
+    fn push_all(&self, frames: &[Frame]) {
+        for frame in frames {
+            let _ = self.outbox.push(frame.clone());
+        }
+    }
+
+    /// The socket of this session in a namespace.
+    pub(crate) fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
+        lock(&self.sockets).iter().find(|s| s.namespace().name() == nsp).cloned()
+    }
+
+    pub(crate) fn has_sockets(&self) -> bool {
+        !lock(&self.sockets).is_empty()
+    }
+
+    pub(crate) fn forget_socket(&self, nsp: &str) {
+        lock(&self.sockets).retain(|s| s.namespace().name() != nsp);
+    }
+
+    /// The close sequence, run once by the driver: every socket leaves its
+    /// namespace (and is kept for recovery when the reason allows).
+    pub(crate) async fn finish(self: &Arc<Self>, reason: CloseReason) {
+        lock(&self.session).close(reason);
+        self.outbox.close();
+        self.shared.engines.remove(&self.sid);
+        let sockets = std::mem::take(&mut *lock(&self.sockets));
+        for socket in sockets {
+            let nsp: Arc<Namespace> = socket.namespace().clone();
+            nsp.remove_socket(&socket, reason.into()).await;
+        }
+        metrics::gauge!("switchboard_gateway_sessions").decrement(1);
+        tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
+    }
+}
+
+fn parse_error(error: DecodeError) -> CloseReason {
+    tracing::debug!(%error, "parse error");
+    metrics::counter!("switchboard_gateway_parse_errors_total").increment(1);
+    CloseReason::ParseError
+}
+
+/// A 20-character random id (the shape of the reference server's ids).
+pub(crate) fn random_id() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 15] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

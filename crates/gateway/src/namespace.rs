@@ -1,0 +1,257 @@
+//! A namespace: its sockets, its room index, its users, its recovery log, and
+//! broadcasting to any part of it.
+//!
+//! The room index is a sharded map from room name to members, so a broadcast
+//! only locks the shard of its room while it queues one shared frame per
+//! member; joins and broadcasts in other rooms go on in parallel. A socket's
+//! own id is a room too, answered from the socket map instead of stored.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::encode;
+use crate::frame::Frame;
+use crate::handler::{DisconnectReason, Handler};
+use crate::recovery::{Audience, Recovery};
+use crate::socket::Socket;
+
+/// Who a broadcast is for.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// Rooms or socket ids; empty means the whole namespace.
+    pub rooms: Vec<Arc<str>>,
+    /// Rooms or socket ids left out.
+    pub except: Vec<Arc<str>>,
+    /// Droppable under load and not kept for recovery.
+    pub volatile: bool,
+}
+
+impl Target {
+    /// Every socket of the namespace.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// The members of one room.
+    pub fn room(room: impl Into<Arc<str>>) -> Self {
+        Self { rooms: vec![room.into()], ..Self::default() }
+    }
+
+    /// Leaves out a room or a socket.
+    pub fn except(mut self, room: impl Into<Arc<str>>) -> Self {
+        self.except.push(room.into());
+        self
+    }
+
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+}
+
+/// One namespace.
+pub struct Namespace {
+    name: Arc<str>,
+    handler: Arc<dyn Handler>,
+    pub(crate) config: Arc<Config>,
+    sockets: DashMap<Arc<str>, Arc<Socket>>,
+    rooms: DashMap<Arc<str>, HashMap<u64, Arc<Socket>>>,
+    users: DashMap<Arc<str>, Vec<Arc<Socket>>>,
+    next_ack: AtomicU64,
+    pub(crate) recovery: Option<Recovery>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace").field("name", &self.name).field("sockets", &self.sockets.len()).finish()
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(name: &str, handler: Arc<dyn Handler>, config: Arc<Config>) -> Self {
+        let recovery = (!config.recovery_window.is_zero())
+            .then(|| Recovery::new(config.recovery_window, config.recovery_max_packets));
+        Self {
+            name: name.into(),
+            handler,
+            config,
+            sockets: DashMap::new(),
+            rooms: DashMap::new(),
+            users: DashMap::new(),
+            next_ack: AtomicU64::new(0),
+            recovery,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn handler(&self) -> &Arc<dyn Handler> {
+        &self.handler
+    }
+
+    /// The next server-to-client acknowledgement id (per namespace, from 0,
+    /// as the reference server counts them).
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        self.next_ack.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A connected socket by id.
+    pub fn socket(&self, id: &str) -> Option<Arc<Socket>> {
+        self.sockets.get(id).map(|s| s.clone())
+    }
+
+    /// Every connected socket.
+    pub fn sockets(&self) -> Vec<Arc<Socket>> {
+        self.sockets.iter().map(|s| s.value().clone()).collect()
+    }
+
+    /// The connected sockets of one user.
+    pub fn sockets_of_user(&self, user_id: &str) -> Vec<Arc<Socket>> {
+        self.users.get(user_id).map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// How many sockets a user holds here.
+    pub fn user_socket_count(&self, user_id: &str) -> usize {
+        self.users.get(user_id).map_or(0, |s| s.len())
+    }
+
+    /// Users with at least one socket, each once.
+    pub fn online_users(&self) -> Vec<String> {
+        self.users.iter().map(|e| e.key().to_string()).collect()
+    }
+
+    /// The sockets in a room (a socket id names a room of one).
+    pub fn room_members(&self, room: &str) -> Vec<Arc<Socket>> {
+        if let Some(members) = self.rooms.get(room) {
+            return members.values().cloned().collect();
+        }
+        self.socket(room).into_iter().collect()
+    }
+
+    pub(crate) fn add_socket(&self, socket: &Arc<Socket>) {
+        self.sockets.insert(socket.id_arc(), socket.clone());
+        self.users.entry(socket.user_id_arc()).or_default().push(socket.clone());
+    }
+
+    /// Takes a socket out of the namespace: the handler hears of it while the
+    /// socket is still in its rooms, then it leaves them, then its state is
+    /// kept for recovery when the reason allows.
+    pub(crate) async fn remove_socket(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        if !socket.mark_disconnected() {
+            return;
+        }
+        self.handler.on_disconnect(socket, reason).await;
+        let rooms = socket.take_rooms();
+        for room in &rooms {
+            self.leave_index(room, socket);
+        }
+        self.sockets.remove(socket.id());
+        if let dashmap::Entry::Occupied(mut entry) = self.users.entry(socket.user_id_arc()) {
+            entry.get_mut().retain(|s| !Arc::ptr_eq(s, socket));
+            if entry.get().is_empty() {
+                entry.remove();
+            }
+        }
+        socket.fail_pending_acks();
+        if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
+            && reason.is_recoverable()
+        {
+            recovery.persist(pid.clone(), socket.id_arc(), socket.user_id_arc(), rooms, socket.first_offset());
+        }
+        metrics::counter!("switchboard_gateway_disconnects_total", "reason" => reason.as_str()).increment(1);
+    }
+
+    pub(crate) fn join_index(&self, room: &Arc<str>, socket: &Arc<Socket>) {
+        self.rooms.entry(room.clone()).or_default().insert(socket.key(), socket.clone());
+    }
+
+    pub(crate) fn leave_index(&self, room: &str, socket: &Socket) {
+        if let dashmap::Entry::Occupied(mut entry) = self.rooms.entry(Arc::from(room)) {
+            entry.get_mut().remove(&socket.key());
+            if entry.get().is_empty() {
+                entry.remove();
+            }
+        }
+    }
+
+    /// Emits an event to a target; returns how many sockets it was queued for.
+    pub fn emit(&self, target: &Target, event: &str, args: &[Value]) -> usize {
+        self.emit_binary(target, event, args, &[])
+    }
+
+    /// Emits an event with binary attachments (placeholders in `args`).
+    pub fn emit_binary(&self, target: &Target, event: &str, args: &[Value], attachments: &[Bytes]) -> usize {
+        let frames = self.encode_logged(target, event, args, attachments);
+        self.deliver(target, &frames)
+    }
+
+    /// Encodes once, logging the packet for recovery unless volatile.
+    pub(crate) fn encode_logged(&self, target: &Target, event: &str, args: &[Value], attachments: &[Bytes]) -> Vec<Frame> {
+        let frames = match &self.recovery {
+            Some(recovery) if !target.volatile => {
+                let audience = Audience { rooms: target.rooms.clone(), except: target.except.clone() };
+                recovery.append(audience, Instant::now(), |offset| {
+                    encode::event(&self.name, None, event, args, attachments, Some(offset))
+                })
+            }
+            _ => encode::event(&self.name, None, event, args, attachments, None),
+        };
+        if target.volatile { frames.into_iter().map(Frame::volatile).collect() } else { frames }
+    }
+
+    /// Queues already encoded frames for every socket of the target.
+    pub(crate) fn deliver(&self, target: &Target, frames: &[Frame]) -> usize {
+        let excluded = self.resolve_except(&target.except);
+        let mut count = 0;
+        let mut send = |socket: &Arc<Socket>| {
+            if excluded.as_ref().is_some_and(|ex| ex.contains(&socket.key())) {
+                return;
+            }
+            socket.push_frames(frames);
+            count += 1;
+        };
+        match target.rooms.as_slice() {
+            [] => self.sockets.iter().for_each(|s| send(s.value())),
+            [room] => match self.rooms.get(room) {
+                Some(members) => members.values().for_each(&mut send),
+                None => {
+                    if let Some(socket) = self.socket(room) {
+                        send(&socket);
+                    }
+                }
+            },
+            rooms => {
+                let mut seen = HashSet::new();
+                for room in rooms {
+                    for socket in self.room_members(room) {
+                        if seen.insert(socket.key()) {
+                            send(&socket);
+                        }
+                    }
+                }
+            }
+        }
+        metrics::histogram!("switchboard_gateway_broadcast_fanout_sockets").record(count as f64);
+        count
+    }
+
+    fn resolve_except(&self, except: &[Arc<str>]) -> Option<HashSet<u64>> {
+        if except.is_empty() {
+            return None;
+        }
+        let mut keys = HashSet::new();
+        for room in except {
+            keys.extend(self.room_members(room).iter().map(|s| s.key()));
+        }
+        Some(keys)
+    }
+}
