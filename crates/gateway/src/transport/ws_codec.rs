@@ -210,6 +210,6 @@ mod tests {
 
     #[test]
     fn accept_key_of_the_rfc_example() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBwTG9q7wdAtGyL6QzRbBo=");
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }
