@@ -1,1 +1,43 @@
-fn main() {}
+//! `switchboard`: the one binary. With no subcommand it runs standalone;
+//! `switchboard gateway` and `switchboard router` run the cluster roles.
+
+mod admin;
+mod fixture;
+mod settings;
+mod standalone;
+mod telemetry;
+mod units;
+
+use clap::Parser;
+use settings::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = telemetry::init_logs(&cli.settings.log, &cli.settings.log_format) {
+        eprintln!("switchboard: {error:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("switchboard: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None | Some(Command::Standalone) => standalone::run(cli.settings).await,
+            Some(Command::Fixture { suite }) => fixture::run(cli.settings, &suite).await,
+            Some(Command::Gateway | Command::Router) => {
+                anyhow::bail!("the cluster roles are not available yet; run `switchboard` for a standalone server")
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("switchboard: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
