@@ -64,6 +64,9 @@ pub struct Config {
     /// A session must connect to a namespace within this time.
     pub connect_timeout: Duration,
     pub limits: Limits,
+    /// Echo every message back at the Engine.IO level instead of running
+    /// Socket.IO: only for the Engine.IO conformance suite.
+    pub engine_echo: bool,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(45),
             limits: Limits::default(),
+            engine_echo: false,
         }
     }
 }

@@ -20,8 +20,8 @@ use switchboard_protocol::{DecodeError, handshake};
 use tokio::sync::{Notify, oneshot};
 
 use crate::encode;
-use crate::frame::{Frame, NOOP, PING};
-use crate::handler::{DisconnectReason, Event};
+use crate::frame::{Frame, PING};
+use crate::handler::{ConnectRequest, DisconnectReason, Event};
 use crate::limits::Limit;
 use crate::namespace::Namespace;
 use crate::outbox::Outbox;
@@ -49,6 +49,8 @@ pub(crate) struct EngineConn {
     assembler: Mutex<Option<Assembler>>,
     /// The token of the handshake's `Authorization: Bearer` header.
     bearer: Option<Box<str>>,
+    /// The query string of the handshake request.
+    query: Box<str>,
     close_reason: Mutex<Option<CloseReason>>,
     driver_wake: Notify,
     upgrade: Mutex<Option<oneshot::Sender<WsConn>>>,
@@ -69,6 +71,7 @@ impl EngineConn {
         sid: Arc<str>,
         transport: Transport,
         bearer: Option<Box<str>>,
+        query: Box<str>,
     ) -> (Arc<Self>, Option<oneshot::Receiver<WsConn>>) {
         let (upgrade_tx, upgrade_rx) = match transport {
             Transport::Polling => {
@@ -85,6 +88,7 @@ impl EngineConn {
             sockets: Mutex::new(Vec::new()),
             assembler: Mutex::new(None),
             bearer,
+            query,
             close_reason: Mutex::new(None),
             driver_wake: Notify::new(),
             upgrade: Mutex::new(upgrade_tx),
@@ -164,14 +168,20 @@ impl EngineConn {
         match action {
             None => Flow::Continue,
             Some(Action::Send(_)) => Flow::Continue,
-            Some(Action::AnswerProbe) => {
-                // The pending polling GET must return so the client can pause
-                // polling and send the upgrade.
-                let _ = self.outbox.push(NOOP.clone());
-                Flow::Probe
-            }
+            Some(Action::AnswerProbe) => Flow::Probe,
             Some(Action::Upgraded) => Flow::Upgraded,
             Some(Action::Close(reason)) => Flow::Close(reason),
+            Some(Action::Deliver(payload)) if self.shared.config.engine_echo => {
+                let frame = match payload {
+                    Payload::Text(text) => Frame::build(false, |buf| {
+                        buf.push(b'4');
+                        buf.extend_from_slice(&text);
+                    }),
+                    Payload::Binary(data) => Frame::binary(&data),
+                };
+                self.push(frame);
+                Flow::Continue
+            }
             Some(Action::Deliver(payload)) => match self.on_message(payload).await {
                 Ok(()) => Flow::Continue,
                 Err(reason) => {
@@ -286,7 +296,8 @@ impl EngineConn {
             Limit::SocketsPerUser.count();
             return self.refuse(&packet.nsp, "Too many connections", "too_many_connections");
         }
-        if let Err(refusal) = nsp.handler().authorize(&identity, &auth).await {
+        let request = ConnectRequest { identity: &identity, auth: &auth, query: &self.query };
+        if let Err(refusal) = nsp.handler().authorize(&request).await {
             self.push(encode::control(
                 PacketKind::ConnectError,
                 &packet.nsp,
@@ -296,10 +307,14 @@ impl EngineConn {
             return Ok(());
         }
 
-        let restored = match (&nsp.recovery, auth.get("pid").and_then(Value::as_str)) {
-            (Some(recovery), Some(pid)) => {
-                let offset = auth.get("offset").and_then(Value::as_str);
-                let restored = recovery.restore(pid, offset, &identity.user_id).map(|r| (Arc::<str>::from(pid), r));
+        let pid = auth.get("pid").and_then(Value::as_str);
+        let offset = auth.get("offset").and_then(Value::as_str);
+        let restored = match (&nsp.recovery, pid, offset) {
+            (Some(recovery), Some(pid), Some(offset)) => {
+                // Anonymous identities are fresh on every connection: the
+                // session's own user is kept instead.
+                let user = (!self.shared.auth.is_anonymous()).then_some(identity.user_id.as_str());
+                let restored = recovery.restore(pid, offset, user).map(|r| (Arc::<str>::from(pid), r));
                 let outcome = if restored.is_some() { "recovered" } else { "not_recovered" };
                 metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => outcome).increment(1);
                 restored
@@ -307,8 +322,12 @@ impl EngineConn {
             _ => None,
         };
         let recovered = restored.is_some();
+        let mut identity = identity;
         let (id, pid, rooms, missed) = match restored {
-            Some((pid, r)) => (r.sid, Some(pid), r.rooms, r.missed),
+            Some((pid, r)) => {
+                identity.user_id = r.user_id.to_string();
+                (r.sid, Some(pid), r.rooms, r.missed)
+            }
             None => {
                 let pid = nsp.recovery.as_ref().map(|_| Arc::from(random_id()));
                 (Arc::from(random_id()), pid, Vec::new(), Vec::new())
@@ -363,6 +382,11 @@ impl EngineConn {
     /// The socket of this session in a namespace.
     pub(crate) fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
         lock(&self.sockets).iter().find(|s| s.namespace().name() == nsp).cloned()
+    }
+
+    /// The query string of the handshake request.
+    pub(crate) fn handshake_query(&self) -> &str {
+        &self.query
     }
 
     pub(crate) fn has_sockets(&self) -> bool {

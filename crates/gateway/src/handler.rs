@@ -86,6 +86,24 @@ impl From<switchboard_protocol::session::CloseReason> for DisconnectReason {
     }
 }
 
+/// What a client asks when it connects to a namespace.
+#[derive(Debug)]
+pub struct ConnectRequest<'a> {
+    /// Who the token says it is.
+    pub identity: &'a Identity,
+    /// The CONNECT payload (`{}` when there was none).
+    pub auth: &'a Value,
+    /// The query string of the Engine.IO handshake request.
+    pub query: &'a str,
+}
+
+impl ConnectRequest<'_> {
+    /// One parameter of the handshake's query string, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        crate::server::url_pairs(self.query).find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
 /// A refusal of a CONNECT: the client gets CONNECT_ERROR `{message, data}`.
 #[derive(Debug, Clone)]
 pub struct ConnectRefusal {
@@ -101,11 +119,10 @@ impl ConnectRefusal {
 
 /// An application mounted on a namespace.
 pub trait Handler: Send + Sync + 'static {
-    /// A client passed authentication and asks to connect; `auth` is its
-    /// CONNECT payload. A refusal becomes CONNECT_ERROR (like a Node
-    /// middleware's `next(err)`).
-    fn authorize<'a>(&'a self, identity: &'a Identity, auth: &'a Value) -> BoxFuture<'a, Result<(), ConnectRefusal>> {
-        let _ = (identity, auth);
+    /// A client passed authentication and asks to connect. A refusal
+    /// becomes CONNECT_ERROR (like a Node middleware's `next(err)`).
+    fn authorize<'a>(&'a self, request: &'a ConnectRequest<'a>) -> BoxFuture<'a, Result<(), ConnectRefusal>> {
+        let _ = request;
         Box::pin(async { Ok(()) })
     }
 

@@ -165,7 +165,7 @@ impl Namespace {
         if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
             && reason.is_recoverable()
         {
-            recovery.persist(pid.clone(), socket.id_arc(), socket.user_id_arc(), rooms, socket.first_offset());
+            recovery.persist(pid.clone(), socket.id_arc(), socket.user_id_arc(), rooms);
         }
         metrics::counter!("switchboard_gateway_disconnects_total", "reason" => reason.as_str()).increment(1);
     }

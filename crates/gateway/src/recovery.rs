@@ -43,8 +43,6 @@ struct Persisted {
     sid: Arc<str>,
     user_id: Arc<str>,
     rooms: Vec<Arc<str>>,
-    /// The first offset the socket could have received.
-    first_offset: u64,
     at: Instant,
 }
 
@@ -52,6 +50,7 @@ struct Persisted {
 #[derive(Debug)]
 pub(crate) struct Restored {
     pub(crate) sid: Arc<str>,
+    pub(crate) user_id: Arc<str>,
     pub(crate) rooms: Vec<Arc<str>>,
     pub(crate) missed: Vec<Frame>,
 }
@@ -77,11 +76,6 @@ impl Recovery {
         Self { window, max_packets, log: Mutex::new(Log::default()), sessions: Mutex::new(HashMap::new()) }
     }
 
-    /// The offset the next packet will get.
-    pub(crate) fn next_offset(&self) -> u64 {
-        lock(&self.log).next
-    }
-
     /// Logs a packet; `encode` builds its frames with the offset it is given.
     pub(crate) fn append(&self, audience: Audience, now: Instant, encode: impl FnOnce(u64) -> Vec<Frame>) -> Vec<Frame> {
         let mut log = lock(&self.log);
@@ -98,30 +92,32 @@ impl Recovery {
     }
 
     /// Keeps a disconnected socket's state for the recovery window.
-    pub(crate) fn persist(&self, pid: Arc<str>, sid: Arc<str>, user_id: Arc<str>, rooms: Vec<Arc<str>>, first_offset: u64) {
+    pub(crate) fn persist(&self, pid: Arc<str>, sid: Arc<str>, user_id: Arc<str>, rooms: Vec<Arc<str>>) {
         let now = Instant::now();
         let mut sessions = lock(&self.sessions);
         sessions.retain(|_, s| now.saturating_duration_since(s.at) <= self.window);
-        sessions.insert(pid, Persisted { sid, user_id, rooms, first_offset, at: now });
+        sessions.insert(pid, Persisted { sid, user_id, rooms, at: now });
     }
 
-    /// Gives a session back to the same user, with every packet after
-    /// `offset` it should have received; `None` when that is impossible.
-    pub(crate) fn restore(&self, pid: &str, offset: Option<&str>, user_id: &str) -> Option<Restored> {
+    /// Gives a session back, with every packet after `offset` it should have
+    /// received; `None` when that is impossible. `user_id`, when given, must
+    /// be the session's user (anonymous servers cannot tell users apart).
+    /// As in the reference server, a client that never received an offset
+    /// cannot recover: it cannot say what it missed.
+    pub(crate) fn restore(&self, pid: &str, offset: &str, user_id: Option<&str>) -> Option<Restored> {
         let now = Instant::now();
         let session = {
             let mut sessions = lock(&self.sessions);
             let session = sessions.remove(pid)?;
-            if now.saturating_duration_since(session.at) > self.window || &*session.user_id != user_id {
+            if now.saturating_duration_since(session.at) > self.window
+                || user_id.is_some_and(|user| user != &*session.user_id)
+            {
                 return None;
             }
             session
         };
         // The first offset the client has not seen.
-        let from = match offset {
-            Some(text) => text.parse::<u64>().ok()?.checked_add(1)?,
-            None => session.first_offset,
-        };
+        let from = offset.parse::<u64>().ok()?.checked_add(1)?;
         let log = lock(&self.log);
         if from > log.next {
             return None;
@@ -137,7 +133,7 @@ impl Recovery {
             .filter(|e| e.audience.includes(&session.sid, &session.rooms))
             .flat_map(|e| e.frames.iter().cloned())
             .collect();
-        Some(Restored { sid: session.sid, rooms: session.rooms, missed })
+        Some(Restored { sid: session.sid, user_id: session.user_id, rooms: session.rooms, missed })
     }
 }
 
@@ -167,33 +163,33 @@ mod tests {
     fn replays_what_the_rooms_missed() {
         let r = Recovery::new(Duration::from_secs(60), 100);
         let seen = log_to(&r, &["a"], "4seen");
-        r.persist(room("pid"), room("sid"), room("u1"), vec![room("a")], 0);
+        r.persist(room("pid"), room("sid"), room("u1"), vec![room("a")]);
         log_to(&r, &["a"], "4one");
         log_to(&r, &["b"], "4other-room");
         log_to(&r, &[], "4everyone");
         log_to(&r, &["sid"], "4direct");
-        let restored = r.restore("pid", Some(&seen.to_string()), "u1").unwrap();
+        let restored = r.restore("pid", &seen.to_string(), Some("u1")).unwrap();
         let texts: Vec<_> = restored.missed.iter().map(|f| f.payload().to_vec()).collect();
         assert_eq!(texts, vec![b"4one".to_vec(), b"4everyone".to_vec(), b"4direct".to_vec()]);
         assert_eq!(&*restored.sid, "sid");
-        assert!(r.restore("pid", Some("0"), "u1").is_none(), "a session is restored once");
+        assert!(r.restore("pid", "0", Some("u1")).is_none(), "a session is restored once");
     }
 
     #[test]
     fn refuses_another_user_and_evicted_offsets() {
         let r = Recovery::new(Duration::from_secs(60), 2);
-        r.persist(room("pid"), room("sid"), room("u1"), vec![], 0);
-        assert!(r.restore("pid", None, "u2").is_none());
-        r.persist(room("pid"), room("sid"), room("u1"), vec![], 0);
+        r.persist(room("pid"), room("sid"), room("u1"), vec![]);
+        assert!(r.restore("pid", "0", Some("u2")).is_none());
+        r.persist(room("pid"), room("sid"), room("u1"), vec![]);
         for _ in 0..4 {
             log_to(&r, &[], "4x");
         }
-        assert!(r.restore("pid", Some("0"), "u1").is_none(), "offset 1 was evicted");
-        r.persist(room("pid"), room("sid"), room("u1"), vec![], 0);
-        assert_eq!(r.restore("pid", Some("1"), "u1").unwrap().missed.len(), 2);
-        r.persist(room("pid"), room("sid"), room("u1"), vec![], 0);
-        assert!(r.restore("pid", Some("99"), "u1").is_none(), "an offset from the future");
-        r.persist(room("pid"), room("sid"), room("u1"), vec![], 0);
-        assert!(r.restore("pid", Some("abc"), "u1").is_none());
+        assert!(r.restore("pid", "0", Some("u1")).is_none(), "offset 1 was evicted");
+        r.persist(room("pid"), room("sid"), room("u1"), vec![]);
+        assert_eq!(r.restore("pid", "1", Some("u1")).unwrap().missed.len(), 2);
+        r.persist(room("pid"), room("sid"), room("u1"), vec![]);
+        assert!(r.restore("pid", "99", Some("u1")).is_none(), "an offset from the future");
+        r.persist(room("pid"), room("sid"), room("u1"), vec![]);
+        assert!(r.restore("pid", "abc", Some("u1")).is_none());
     }
 }

@@ -242,7 +242,10 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                 }
                 (Transport::WebSocket, Method::GET) => {
                     if conn.transport() != Transport::Polling || conn.is_upgrading() {
-                        return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
+                        // The reference server accepts a second WebSocket for
+                        // an upgraded session and closes it at once; clients
+                        // that do not expect an HTTP error rely on that.
+                        return upgrade_websocket(request, |ws| drop(ws));
                     }
                     let tasks = shared.tasks.clone();
                     upgrade_websocket(request, move |ws| {
@@ -255,7 +258,7 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
     }
 }
 
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         Some((percent_decode(key)?, percent_decode(value)?))
@@ -311,10 +314,11 @@ async fn handshake(shared: Arc<Shared>, transport: Transport, request: Request) 
         return engine_error(StatusCode::SERVICE_UNAVAILABLE, 4, "Forbidden");
     }
     let bearer = bearer_token(request.headers());
+    let query: Box<str> = request.uri().query().unwrap_or_default().into();
     let sid: Arc<str> = Arc::from(random_id());
     match transport {
         Transport::Polling => {
-            let (conn, upgrade) = EngineConn::new(shared.clone(), sid.clone(), transport, bearer);
+            let (conn, upgrade) = EngineConn::new(shared.clone(), sid.clone(), transport, bearer, query);
             let upgrade = upgrade.expect("polling sessions accept an upgrade");
             shared.engines.insert(sid, conn.clone());
             metrics::gauge!("switchboard_gateway_sessions").increment(1);
@@ -325,11 +329,12 @@ async fn handshake(shared: Arc<Shared>, transport: Transport, request: Request) 
         Transport::WebSocket => {
             let tasks = shared.tasks.clone();
             upgrade_websocket(request, move |ws| {
-                let (conn, _) = EngineConn::new(shared.clone(), sid.clone(), transport, bearer);
+                let (conn, _) = EngineConn::new(shared.clone(), sid.clone(), transport, bearer, query);
                 shared.engines.insert(sid, conn.clone());
                 metrics::gauge!("switchboard_gateway_sessions").increment(1);
                 let _ = conn.outbox().push(conn.open_frame(false));
-                tasks.spawn(ws::drive(conn, ws));
+                let connect_check = tokio::time::Instant::now() + shared.config.connect_timeout;
+                tasks.spawn(ws::drive(conn, ws, Some(connect_check)));
             })
         }
     }

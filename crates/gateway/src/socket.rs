@@ -69,7 +69,6 @@ pub struct Socket {
     limiter: Mutex<Limiter>,
     connected: AtomicBool,
     recovered: bool,
-    first_offset: u64,
 }
 
 impl std::fmt::Debug for Socket {
@@ -91,7 +90,6 @@ pub(crate) struct NewSocket {
 impl Socket {
     pub(crate) fn new(new: NewSocket) -> Arc<Self> {
         let limits = &new.nsp.config.limits;
-        let first_offset = new.nsp.recovery.as_ref().map_or(0, |r| r.next_offset());
         Arc::new(Self {
             user_id: Arc::from(new.identity.user_id.as_str()),
             id: new.id,
@@ -105,7 +103,6 @@ impl Socket {
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(true),
             recovered: new.recovered,
-            first_offset,
         })
     }
 
@@ -126,8 +123,9 @@ impl Socket {
         self.pid.as_ref()
     }
 
-    pub(crate) fn first_offset(&self) -> u64 {
-        self.first_offset
+    /// The query string of the Engine.IO handshake request.
+    pub fn handshake_query(&self) -> &str {
+        self.conn.handshake_query()
     }
 
     /// Who the token says this is.

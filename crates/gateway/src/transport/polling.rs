@@ -24,29 +24,30 @@ use crate::server::engine_error;
 pub(crate) async fn drive(conn: Arc<EngineConn>, upgrade: oneshot::Receiver<WsConn>) {
     let mut upgrade = Some(upgrade);
     let far = || Instant::now() + Duration::from_secs(86_400);
-    let connect_deadline = Instant::now() + conn.shared.config.connect_timeout;
+    let mut connect_check = Some(Instant::now() + conn.shared.config.connect_timeout);
     loop {
         if let Some(reason) = conn.close_requested() {
             conn.finish(reason).await;
             return;
         }
-        let mut deadline = conn.next_deadline().map_or_else(far, Instant::from_std);
-        if !conn.has_sockets() {
-            deadline = deadline.min(connect_deadline);
-        }
+        let heartbeat = conn.next_deadline().map_or_else(far, Instant::from_std);
+        let deadline = connect_check.map_or(heartbeat, |c| c.min(heartbeat));
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 if let Some(reason) = conn.on_timeout() {
                     conn.request_close(reason);
-                } else if !conn.has_sockets() && Instant::now() >= connect_deadline {
-                    conn.request_close(CloseReason::ForcedClose);
+                } else if connect_check.is_some_and(|c| Instant::now() >= c) {
+                    connect_check = None;
+                    if !conn.has_sockets() {
+                        conn.request_close(CloseReason::ForcedClose);
+                    }
                 }
             }
             () = conn.driver_woken() => {}
             ws = async { upgrade.as_mut().expect("guarded").await }, if upgrade.is_some() => {
                 upgrade = None;
                 if let Ok(ws) = ws {
-                    ws::drive(conn, ws).await;
+                    ws::drive(conn, ws, connect_check).await;
                     return;
                 }
             }
@@ -93,7 +94,11 @@ pub(crate) async fn get(conn: Arc<EngineConn>) -> Response {
             return payload_response(body.freeze());
         }
         if conn.outbox().is_closed() {
-            return payload_response(Bytes::from_static(b"1"));
+            // The client's own close is answered with a noop, any other with
+            // the close packet, as the reference server does.
+            let last: &'static [u8] =
+                if conn.close_requested() == Some(CloseReason::TransportClose) { b"6" } else { b"1" };
+            return payload_response(Bytes::from_static(last));
         }
         tokio::select! {
             () = conn.outbox().notified() => {}

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::ws_codec::{Decoder, FrameError, Message, control_frame};
 use crate::engine::{EngineConn, Flow};
-use crate::frame::Frame;
+use crate::frame::{Frame, NOOP};
 
 /// Frames per vectored write (well under IOV_MAX).
 const MAX_IOV: usize = 64;
@@ -139,13 +139,18 @@ impl Pending {
 }
 
 /// Drives a session whose transport is (now) this WebSocket, until it closes.
-pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn) {
+/// `connect_check`: when to close the session if no namespace is connected
+/// by then (once, like the reference server's `connectTimeout`).
+pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn, mut connect_check: Option<Instant>) {
     let max = conn.shared.config.engine.max_payload;
     let mut pending = Pending::default();
     let mut messages = Vec::new();
     let far = || Instant::now() + Duration::from_secs(86_400);
-    let deadline = conn.next_deadline().map_or_else(far, Instant::from_std);
-    let sleep = tokio::time::sleep_until(deadline);
+    let next_deadline = |check: Option<Instant>| {
+        let heartbeat = conn.next_deadline().map_or_else(far, Instant::from_std);
+        check.map_or(heartbeat, |c| c.min(heartbeat))
+    };
+    let sleep = tokio::time::sleep_until(next_deadline(connect_check));
     tokio::pin!(sleep);
     let mut close_code = 1000;
 
@@ -194,9 +199,15 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn) {
                 if let Some(reason) = conn.on_timeout() {
                     break reason;
                 }
+                if connect_check.is_some_and(|c| Instant::now() >= c) {
+                    connect_check = None;
+                    if !conn.has_sockets() {
+                        break CloseReason::ForcedClose;
+                    }
+                }
             }
         }
-        let next = conn.next_deadline().map_or_else(far, Instant::from_std);
+        let next = next_deadline(connect_check);
         if next != sleep.deadline() {
             sleep.as_mut().reset(next);
         }
@@ -262,9 +273,21 @@ async fn handle_messages(conn: &Arc<EngineConn>, ws: &WsConn, messages: &mut Vec
 pub(crate) async fn upgrade(conn: Arc<EngineConn>, mut ws: WsConn) {
     let max = conn.shared.config.engine.max_payload;
     let mut messages = Vec::new();
+    let mut noop_timer: Option<tokio::time::Interval> = None;
     let probe = async {
         loop {
-            ws.tcp.readable().await.ok()?;
+            tokio::select! {
+                ready = ws.tcp.readable() => ready.ok()?,
+                _ = async { noop_timer.as_mut().expect("guarded").tick().await }, if noop_timer.is_some() => {
+                    // As the reference server does: every 100 ms after the
+                    // probe, a pending GET is released with a noop so the
+                    // client can pause polling and send the upgrade.
+                    if conn.polling_get.load(std::sync::atomic::Ordering::Acquire) {
+                        let _ = conn.outbox().push(NOOP.clone());
+                    }
+                    continue;
+                }
+            }
             if !ws.read_available(max, &mut messages).ok()? {
                 return None;
             }
@@ -272,7 +295,11 @@ pub(crate) async fn upgrade(conn: Arc<EngineConn>, mut ws: WsConn) {
                 let Message::Text(text) = message else { return None };
                 let packet = EnginePacket::decode_text(text).ok()?;
                 match conn.on_packet(Transport::WebSocket, packet).await {
-                    Flow::Probe => ws.write_now(b"\x81\x063probe").await.ok()?,
+                    Flow::Probe => {
+                        ws.write_now(b"\x81\x063probe").await.ok()?;
+                        let period = Duration::from_millis(100);
+                        noop_timer = Some(tokio::time::interval_at(Instant::now() + period, period));
+                    }
                     Flow::Upgraded => return Some(()),
                     Flow::Close(reason) => {
                         conn.request_close(reason);
