@@ -242,6 +242,20 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_round_trip() {
+        // Found by fuzz/socket_packet: with serde_json's default (not
+        // correctly rounded) float parsing, this integer beyond u64 decoded to
+        // 9.528616652861661e19, which encoded and decoded one ULP away.
+        let p = decode("2[95286166528616616666]").unwrap();
+        assert_eq!(Packet::decode(&p.encode()[1..], 10), Ok(p));
+        // A double written by a JavaScript client is read exactly, so relaying
+        // it does not change its value.
+        let p = decode("2[1.602176634e-19]").unwrap();
+        assert_eq!(p.data, Some(json!([1.602176634e-19_f64])));
+        assert_eq!(p.encode(), b"42[1.602176634e-19]");
+    }
+
+    #[test]
     fn encodes_like_the_reference() {
         let mut p = Packet::new(PacketKind::Event, "/");
         p.data = Some(json!(["hello", {"a": 1}]));
