@@ -1,0 +1,170 @@
+//! Presence: who is online in each chat namespace, and `users:online`.
+//!
+//! The chat counts each user's sockets per namespace itself (on connect and
+//! disconnect), so it knows exactly when a user's first socket arrives and
+//! its last one leaves. With broadcasting on, such a change asks for one
+//! namespace-wide `users:online`; requests are coalesced by a flag and one
+//! delayed task per namespace: the first change sends at once, later ones
+//! wait until an interval has passed since the last send, and every change
+//! meanwhile only finds the flag set. A connection storm therefore costs one
+//! flag check per socket and one broadcast per interval.
+//!
+//! With broadcasting off, a socket gets the list once when it connects and as
+//! the ack of its own `users:online` event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use switchboard_gateway::{Namespace, Socket, Target};
+
+/// Presence of every chat namespace.
+pub(crate) struct Presence {
+    broadcast: bool,
+    interval: Duration,
+    namespaces: Mutex<HashMap<String, Arc<Online>>>,
+}
+
+/// Presence of one namespace.
+#[derive(Default)]
+struct Online {
+    /// Sockets per user.
+    users: Mutex<HashMap<Arc<str>, usize>>,
+    schedule: Mutex<Schedule>,
+}
+
+#[derive(Default)]
+struct Schedule {
+    /// A broadcast task is waiting to run.
+    pending: bool,
+    last_sent: Option<Instant>,
+}
+
+impl Presence {
+    pub(crate) fn new(broadcast: bool, interval: Duration) -> Self {
+        Self { broadcast, interval, namespaces: Mutex::new(HashMap::new()) }
+    }
+
+    fn online(&self, nsp: &str) -> Arc<Online> {
+        let mut namespaces = lock(&self.namespaces);
+        if let Some(online) = namespaces.get(nsp) {
+            return online.clone();
+        }
+        namespaces.entry(nsp.to_owned()).or_default().clone()
+    }
+
+    /// The users online in a namespace, each once, sorted.
+    pub(crate) fn list(&self, nsp: &str) -> Vec<String> {
+        self.online(nsp).list()
+    }
+
+    pub(crate) fn on_connect(&self, socket: &Arc<Socket>) {
+        let online = self.online(socket.namespace().name());
+        let first = online.add(socket.user_id());
+        if self.broadcast && first {
+            // The broadcast reaches this socket too.
+            online.schedule(socket.namespace().clone(), self.interval);
+        } else {
+            socket.emit("users:online", &[json!(online.list())]);
+        }
+    }
+
+    pub(crate) fn on_disconnect(&self, socket: &Arc<Socket>) {
+        let online = self.online(socket.namespace().name());
+        if online.remove(socket.user_id()) && self.broadcast {
+            online.schedule(socket.namespace().clone(), self.interval);
+        }
+    }
+}
+
+impl Online {
+    /// Counts a socket in; true when it is the user's first.
+    fn add(&self, user: &str) -> bool {
+        let mut users = lock(&self.users);
+        match users.get_mut(user) {
+            Some(count) => {
+                *count += 1;
+                false
+            }
+            None => {
+                users.insert(Arc::from(user), 1);
+                true
+            }
+        }
+    }
+
+    /// Counts a socket out; true when it was the user's last.
+    fn remove(&self, user: &str) -> bool {
+        let mut users = lock(&self.users);
+        match users.get_mut(user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                users.remove(user);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        let mut list: Vec<String> = lock(&self.users).keys().map(|u| u.to_string()).collect();
+        list.sort_unstable();
+        list
+    }
+
+    /// Asks for one `users:online` to the whole namespace, coalesced.
+    fn schedule(self: &Arc<Self>, nsp: Arc<Namespace>, interval: Duration) {
+        let delay = {
+            let mut schedule = lock(&self.schedule);
+            if schedule.pending {
+                return;
+            }
+            schedule.pending = true;
+            schedule
+                .last_sent
+                .map_or(Duration::ZERO, |last| (last + interval).saturating_duration_since(Instant::now()))
+        };
+        let online = self.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            {
+                let mut schedule = lock(&online.schedule);
+                schedule.pending = false;
+                schedule.last_sent = Some(Instant::now());
+            }
+            // Read after clearing the flag: a change from now on schedules
+            // another broadcast, so none is lost.
+            let list = online.list();
+            nsp.emit(&Target::all(), "users:online", &[json!(list)]);
+            metrics::counter!("switchboard_chat_presence_broadcasts_total").increment(1);
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_first_and_last_sockets_of_a_user() {
+        let online = Online::default();
+        assert!(online.add("alice"));
+        assert!(!online.add("alice"));
+        assert!(online.add("bob"));
+        assert_eq!(online.list(), vec!["alice", "bob"]);
+        assert!(!online.remove("alice"));
+        assert!(online.remove("alice"));
+        assert!(!online.remove("alice"), "an unknown user is no change");
+        assert_eq!(online.list(), vec!["bob"]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Room events: `room:join` (with the room's history), `room:leave`,
+//! `room:message` (and the `/chat` shorthand `message`), `typing:*`, and the
+//! `room:user-left` notices of a socket that disconnects.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use switchboard_gateway::{JoinError, Socket, Target};
+
+use crate::error::ChatError;
+use crate::events::ok;
+use crate::payload::{first, join_request, object, room, string_field};
+use crate::{Chat, now_ms};
+
+impl Chat {
+    /// `room:join`: joins, tells the others, sends the joiner the history.
+    pub(crate) async fn room_join(&self, socket: &Arc<Socket>, args: &[Value]) -> Result<Value, ChatError> {
+        let request = join_request(first(args)?)?;
+        let nsp = socket.namespace();
+        if nsp.socket(request.room).is_some() {
+            // A socket id is a room of one: joining it would receive what is
+            // meant for that socket.
+            return Err(JoinError::InvalidName.into());
+        }
+        let was_member = socket.in_room(request.room);
+        socket.join(request.room)?;
+        // Joined before reading the history, so a message sent meanwhile
+        // arrives at least once (as `message:new`, maybe in the history too).
+        let history = match self.history_for_join(nsp.name(), request.room, request.since).await {
+            Ok(history) => history,
+            Err(error) => {
+                if !was_member {
+                    socket.leave(request.room);
+                }
+                return Err(error);
+            }
+        };
+        if !was_member {
+            let notice = json!({ "userId": socket.user_id(), "roomId": request.room });
+            nsp.emit(&socket.to(request.room), "room:user-joined", &[notice]);
+        }
+        socket.emit("room:history", &[Value::Array(history)]);
+        Ok(ok())
+    }
+
+    /// `room:leave`: the others in the room are told.
+    pub(crate) fn room_leave(&self, socket: &Arc<Socket>, args: &[Value]) -> Result<Value, ChatError> {
+        let room = room(first(args)?)?;
+        if !socket.leave(room) {
+            return Err(ChatError::NotAMember);
+        }
+        let notice = json!({ "userId": socket.user_id(), "roomId": room });
+        socket.namespace().emit(&Target::room(room), "room:user-left", &[notice]);
+        Ok(ok())
+    }
+
+    /// `room:message` (and `message` in `/chat`): the payload with `sender`
+    /// and `timestamp`, binary attachments included, to every member.
+    pub(crate) fn room_message(
+        &self,
+        socket: &Arc<Socket>,
+        event: &switchboard_gateway::Event,
+    ) -> Result<Value, ChatError> {
+        let payload = object(first(&event.args)?)?;
+        let room = string_field(payload, "roomId")?;
+        if !socket.in_room(room) {
+            return Err(ChatError::NotAMember);
+        }
+        let mut message = payload.clone();
+        message.insert("sender".into(), Value::String(socket.user_id().to_owned()));
+        message.insert("timestamp".into(), json!(now_ms()));
+        socket.namespace().emit_binary(
+            &Target::room(room),
+            "room:message",
+            &[Value::Object(message)],
+            &event.attachments,
+        );
+        Ok(ok())
+    }
+
+    /// `typing:start` / `typing:stop`: volatile, to the others in the room.
+    pub(crate) fn typing(&self, socket: &Arc<Socket>, args: &[Value], start: bool) -> Result<Value, ChatError> {
+        let room = room(first(args)?)?;
+        if !socket.in_room(room) {
+            return Err(ChatError::NotAMember);
+        }
+        let (event, notice) = if start {
+            ("typing:start", json!({ "userId": socket.user_id(), "userName": socket.identity().name }))
+        } else {
+            ("typing:stop", json!({ "userId": socket.user_id() }))
+        };
+        socket.namespace().emit(&socket.to(room).volatile(), event, &[notice]);
+        Ok(ok())
+    }
+
+    /// A socket is leaving the namespace: the others in each of its rooms
+    /// get `room:user-left`.
+    pub(crate) fn announce_departure(&self, socket: &Arc<Socket>) {
+        let nsp = socket.namespace();
+        for room in socket.rooms() {
+            let notice = json!({ "userId": socket.user_id(), "roomId": &*room });
+            nsp.emit(&socket.to(room), "room:user-left", &[notice]);
+        }
+    }
+}
