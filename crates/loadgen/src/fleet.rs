@@ -109,8 +109,7 @@ impl Fleet {
     }
 
     /// Starts `clients` clients at `ramp` per second and waits until every
-    /// one has connected (and joined) or failed, bounded by the ramp time
-    /// plus the connect timeout.
+    /// one has connected (and joined) or failed.
     pub(crate) async fn launch(
         self: &Arc<Self>,
         clients: usize,
@@ -129,9 +128,18 @@ impl Fleet {
                 self.progress(started, index + 1);
             }
         }
-        let deadline = Instant::now() + self.connect_timeout + Duration::from_secs(5) + queue_time(clients);
-        while self.stats.settled() < clients as u64 && Instant::now() < deadline {
+        // Every client settles within its connect timeout once it holds a
+        // handshake permit, so the wait ends when nobody settled for longer
+        // than that (or after an hour, whatever happens).
+        let stall = self.connect_timeout + Duration::from_secs(5);
+        let hard_deadline = Instant::now() + Duration::from_secs(3600);
+        let (mut settled, mut last_change) = (self.stats.settled(), Instant::now());
+        while settled < clients as u64 && last_change.elapsed() < stall && Instant::now() < hard_deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            let now_settled = self.stats.settled();
+            if now_settled != settled {
+                (settled, last_change) = (now_settled, Instant::now());
+            }
             if last_report.elapsed() >= Duration::from_secs(2) {
                 last_report = Instant::now();
                 self.progress(started, clients);
@@ -157,9 +165,4 @@ impl Fleet {
         let _ = tokio::time::timeout(wait, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
     }
-}
-
-/// Extra settle time when handshakes queue behind the in-flight bound.
-fn queue_time(clients: usize) -> Duration {
-    Duration::from_millis((clients as u64 / 100).min(120_000))
 }

@@ -130,11 +130,54 @@ impl Stats {
         s.expected.fetch_add(messages * room_members, Relaxed);
     }
 
-    /// One delivery seen by client `client` at `now` (µs).
-    pub(crate) fn record_delivery(&self, client: usize, sent_at: u64, now: u64) {
-        let s = self.step_at(sent_at);
-        s.delivered.fetch_add(1, Relaxed);
-        lock(&s.latency[client % SHARDS]).saturating_record(now.saturating_sub(sent_at));
+    /// Deliveries seen together by client `client` at `now` (µs).
+    pub(crate) fn record_deliveries(&self, client: usize, batch: &Deliveries, now: u64) {
+        if batch.malformed > 0 {
+            self.malformed.fetch_add(batch.malformed, Relaxed);
+        }
+        let mut sent = batch.sent_at[..batch.len].iter().copied().peekable();
+        // Runs of the same step share one lock and one counter update.
+        while let Some(first) = sent.next() {
+            let step = self.step_at(first);
+            let mut count = 1;
+            let mut hist = lock(&step.latency[client % SHARDS]);
+            hist.saturating_record(now.saturating_sub(first));
+            while let Some(at) = sent.next_if(|at| std::ptr::eq(self.step_at(*at), step)) {
+                hist.saturating_record(now.saturating_sub(at));
+                count += 1;
+            }
+            drop(hist);
+            step.delivered.fetch_add(count, Relaxed);
+        }
+    }
+}
+
+/// The `room:message` deliveries one client read in one wake-up.
+pub(crate) struct Deliveries {
+    sent_at: [u64; Deliveries::CAPACITY],
+    len: usize,
+    malformed: u64,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Self { sent_at: [0; Self::CAPACITY], len: 0, malformed: 0 }
+    }
+}
+
+impl Deliveries {
+    pub(crate) const CAPACITY: usize = 64;
+
+    /// One `room:message` and its `sentAt`, if it had a readable one.
+    pub(crate) fn push(&mut self, sent_at: Option<u64>) {
+        match sent_at {
+            Some(at) if self.len < Self::CAPACITY => {
+                self.sent_at[self.len] = at;
+                self.len += 1;
+            }
+            Some(_) => {}
+            None => self.malformed += 1,
+        }
     }
 }
 
@@ -176,8 +219,14 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         stats.start_step(1);
         let t1 = now_us();
-        stats.record_delivery(0, t0, t1 + 5_000);
-        stats.record_delivery(1, t1, t1 + 1_000);
+        let mut late = Deliveries::default();
+        late.push(Some(t0));
+        stats.record_deliveries(0, &late, t1 + 5_000);
+        let mut batch = Deliveries::default();
+        batch.push(Some(t1));
+        batch.push(None);
+        stats.record_deliveries(1, &batch, t1 + 1_000);
+        assert_eq!(stats.malformed.load(Relaxed), 1);
         assert_eq!(stats.step(0).delivered.load(Relaxed), 1);
         assert_eq!(stats.step(1).delivered.load(Relaxed), 1);
         assert!(stats.step(0).behind());

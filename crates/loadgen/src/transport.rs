@@ -43,7 +43,9 @@ impl Conn {
     pub(crate) async fn send(&mut self, packet: String) -> anyhow::Result<()> {
         match self {
             Self::Ws(c) => c.send(packet).await,
-            Self::Polling(c) => c.send(&packet).await,
+            // Boxed here and below: an HTTP exchange's state is large, and
+            // unboxed it would size every client's task, WebSocket or not.
+            Self::Polling(c) => Box::pin(c.send(&packet)).await,
         }
     }
 
@@ -51,15 +53,15 @@ impl Conn {
     pub(crate) async fn send_all(&mut self, packets: Vec<String>) -> anyhow::Result<()> {
         match self {
             Self::Ws(c) => c.send_all(packets).await,
-            Self::Polling(c) => c.send(&crate::engineio::join_payload(&packets)).await,
+            Self::Polling(c) => Box::pin(c.send(&crate::engineio::join_payload(&packets))).await,
         }
     }
 
     /// Best-effort orderly close.
-    pub(crate) async fn close(self) {
+    pub(crate) async fn close(&mut self) {
         match self {
             Self::Ws(c) => c.close().await,
-            Self::Polling(c) => c.close().await,
+            Self::Polling(c) => Box::pin(c.close()).await,
         }
     }
 }

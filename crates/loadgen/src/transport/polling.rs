@@ -49,7 +49,7 @@ impl PollingConn {
         Ok(())
     }
 
-    pub(crate) async fn close(mut self) {
+    pub(crate) async fn close(&mut self) {
         let _ = self.send("1").await;
     }
 }

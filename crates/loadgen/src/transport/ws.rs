@@ -1,5 +1,5 @@
 //! Engine.IO over a WebSocket (tokio-tungstenite), with small buffers: an
-//! idle client holds one 4 KiB read buffer and nothing else of size.
+//! idle client holds one 2 KiB read buffer and nothing else of size.
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +12,8 @@ use crate::engineio::Open;
 use crate::target::Target;
 
 /// Read buffer per connection; frames larger than this still arrive whole.
-const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite zero-fills it before every read, so bigger costs CPU too.
+const READ_BUFFER: usize = 2 * 1024;
 /// Frames fed before a flush are coalesced up to this size.
 const WRITE_BUFFER: usize = 16 * 1024;
 
@@ -61,7 +62,7 @@ impl WsConn {
         Ok(())
     }
 
-    pub(crate) async fn close(mut self) {
+    pub(crate) async fn close(&mut self) {
         let _ = self.ws.close(None).await;
     }
 }
