@@ -66,7 +66,9 @@ pub(crate) struct ServerReport {
     pub(crate) cpu_us_per_connect: f64,
     pub(crate) cpu_window_s: f64,
     pub(crate) cpu_util: f64,
-    pub(crate) cpu_us_per_delivery: f64,
+    /// Server CPU in the window per delivery; absent without deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cpu_us_per_delivery: Option<f64>,
 }
 
 /// One `fanout` step (or the single publishing window of `rooms`).

@@ -85,7 +85,7 @@ fn report(args: &Args, threads: usize, fleet: &Fleet, setup: &Setup, window: &Me
             cpu_us_per_connect: ratio(setup.connect.server_cpu_s.unwrap_or(0.0) * 1e6, connected as f64),
             cpu_window_s: window.server_cpu_s.unwrap_or(0.0),
             cpu_util: ratio(window.server_cpu_s.unwrap_or(0.0), window.wall_s),
-            cpu_us_per_delivery: 0.0,
+            cpu_us_per_delivery: None,
         }),
         _ => None,
     };
@@ -134,6 +134,7 @@ fn fill_messages(report: &mut Report, step: &Step, publish_s: f64) {
     report.latency_max_ms = latency.max_ms;
     report.deliveries_per_s = ratio(report.delivered as f64, publish_s);
     if let Some(server) = report.server.as_mut() {
-        server.cpu_us_per_delivery = ratio(server.cpu_window_s * 1e6, report.delivered as f64);
+        server.cpu_us_per_delivery =
+            (report.delivered > 0).then(|| ratio(server.cpu_window_s * 1e6, report.delivered as f64));
     }
 }

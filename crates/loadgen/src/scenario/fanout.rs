@@ -47,7 +47,7 @@ pub(super) async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
     let shown = best.unwrap_or(0);
     super::fill_messages(&mut out, fleet.stats.step(shown), args.duration);
     if let (Some(server), Some(k)) = (out.server.as_mut(), best) {
-        server.cpu_us_per_delivery = steps[k].server_cpu_us_per_delivery.unwrap_or(0.0);
+        server.cpu_us_per_delivery = steps[k].server_cpu_us_per_delivery;
     }
     out.deliveries_per_s = best.map_or(0.0, |k| steps[k].deliveries_per_s);
     out.steps = steps;

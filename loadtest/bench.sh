@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: runs the scenarios of PERFORMANCE.md against one or
+# more servers with the `loadgen` crate, the server pinned to one core and the
+# load generator to another, and prints per scenario the server's CPU time per
+# delivered message, RSS per idle connection, deliveries/s, latency and loss.
+#
+# Usage: loadtest/bench.sh [--servers node,socketioxide,switchboard]
+#                          [--scenarios idle10k,fanout20,fanout400,fanoutmax,rooms1k,rooms5k,idle100k,
+#                                       idle2k,rooms1k10,fanoutshort]
+#                          [--repeat N] [--port P] [--out FILE] [--quick]
+#        loadtest/bench.sh --pid PID --port P [--scenarios ...]   # a server already running
+#        loadtest/bench.sh --cmd 'COMMAND' --name NAME --port P   # any server start command
+#
+# Each scenario gets a freshly started server (so RSS figures start clean),
+# stopped afterwards by its pid. With --pid nothing is started or stopped.
+# Everything is bounded in time: server start (30 s), each loadgen run
+# (`timeout`), server stop (5 s, then SIGKILL to that pid only).
+#
+# env: SERVER_CPU (0), LOADGEN_CPU (1), NICE (-10: both sides preempt
+# unrelated work on the shared machine), JWT_SECRET, LOADGEN (binary path),
+# PEERS_TARGET (target dir for the socketioxide peer), SOURCE_ADDRS
+# (127.0.0.2-127.0.0.9, used when clients exceed one source's ports).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+NICE=${NICE:--10}
+JWT_SECRET=${JWT_SECRET:-bench-secret-not-for-production}
+LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
+PEERS_TARGET=${PEERS_TARGET:-$ROOT/target/peers}
+SOURCE_ADDRS=${SOURCE_ADDRS:-127.0.0.2-127.0.0.9}
+
+servers=node,socketioxide
+scenarios=idle10k,fanout20,fanout400,fanoutmax,rooms1k,rooms5k
+repeat=1
+port=3400
+out=""
+attach_pid=""
+custom_cmd=""
+custom_name=custom
+quick=0
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --servers) servers=$2; shift 2 ;;
+    --scenarios) scenarios=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --pid) attach_pid=$2; shift 2 ;;
+    --cmd) custom_cmd=$2; shift 2 ;;
+    --name) custom_name=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "bench: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [[ -n $attach_pid ]]; then servers=attached; fi
+if [[ -n $custom_cmd ]]; then servers=$custom_name; fi
+
+# Open files: each client and each server connection is one descriptor.
+ulimit -n 1000000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+FD_LIMIT=$(ulimit -n)
+
+mkdir -p "$ROOT/loadtest/results"
+out=${out:-$ROOT/loadtest/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+: >"$out"
+
+log() { echo "bench: $*" >&2; }
+
+# --- building ---------------------------------------------------------------
+
+ensure_loadgen() {
+  if [[ ! -x $LOADGEN ]]; then
+    log "building loadgen"
+    (cd "$ROOT" && timeout 1800 cargo build --release -p loadgen)
+  fi
+}
+
+ensure_server() {
+  case $1 in
+    node)
+      if [[ ! -d $ROOT/loadtest/peers/node/node_modules ]]; then
+        log "installing the node peer's packages"
+        (cd "$ROOT/loadtest/peers/node" && timeout 600 npm ci --no-audit --no-fund)
+      fi ;;
+    socketioxide)
+      if [[ ! -x $PEERS_TARGET/release/peer-socketioxide ]]; then
+        log "building the socketioxide peer"
+        timeout 1800 cargo build --release --manifest-path "$ROOT/loadtest/peers/socketioxide/Cargo.toml" \
+          --target-dir "$PEERS_TARGET"
+      fi ;;
+    switchboard)
+      if [[ ! -x $ROOT/target/release/switchboard ]]; then
+        log "building switchboard"
+        (cd "$ROOT" && timeout 1800 cargo build --release -p switchboard)
+      fi ;;
+  esac
+}
+
+# --- server lifecycle -------------------------------------------------------
+
+SERVER_PID=""
+
+start_server() { # name
+  local name=$1
+  local -a cmd
+  case $name in
+    node) cmd=(env PORT="$port" HOST=127.0.0.1 JWT_SECRET="$JWT_SECRET" node "$ROOT/loadtest/peers/node/server.js") ;;
+    socketioxide) cmd=(env PORT="$port" HOST=127.0.0.1 JWT_SECRET="$JWT_SECRET" "$PEERS_TARGET/release/peer-socketioxide") ;;
+    switchboard) cmd=(env SWITCHBOARD_LISTEN="127.0.0.1:$port" SWITCHBOARD_JWT_SECRET="$JWT_SECRET"
+                      SWITCHBOARD_PRESENCE_BROADCAST=false "$ROOT/target/release/switchboard") ;;
+    *) cmd=(bash -c "exec $custom_cmd") ;;
+  esac
+  # nice and taskset exec the server: $! is the server's own pid.
+  nice -n "$NICE" taskset -c "$SERVER_CPU" "${cmd[@]}" >"$out.$name.log" 2>&1 &
+  SERVER_PID=$!
+  local i
+  for i in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "$name exited at start; see $out.$name.log"; SERVER_PID=""; return 1
+    fi
+    sleep 0.1
+  done
+  log "$name did not listen on $port within 30 s"
+  stop_server
+  return 1
+}
+
+stop_server() {
+  [[ -z $SERVER_PID ]] && return 0
+  kill "$SERVER_PID" 2>/dev/null || true
+  local i
+  for i in $(seq 1 50); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+trap stop_server EXIT INT TERM
+
+# utime + stime (ticks of 1/100 s) of /proc/PID/stat, fields 14 and 15
+# (counted after the ')' that ends the command name).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+
+# --- scenarios --------------------------------------------------------------
+
+# Prints the loadgen arguments of a scenario; bounded by --duration etc.
+scenario_args() {
+  local q=$quick
+  case $1 in
+    idle10k)   echo "idle --clients $((q ? 2000 : 10000)) --duration 10 --ramp 2000" ;;
+    # The first check of loadgen against the peers (docs/benchmarks.md).
+    idle2k)    echo "idle --clients 2000 --duration 10 --ramp 2000" ;;
+    rooms1k10) echo "rooms --clients 1000 --room-size 10 --publishers 10 --rate 1 --duration 10" ;;
+    fanoutshort) echo "fanout --clients 1000 --rates 50,100,200,400,800,1600 --duration 3 --drain 3" ;;
+    idle100k)  echo "idle --clients 100000 --duration 20 --ramp 5000 --source-addrs $SOURCE_ADDRS" ;;
+    fanout20)  echo "fanout --clients $((q ? 200 : 1000)) --rates 20 --duration 10 --max-p99-ms 1e9 --max-loss 1" ;;
+    fanout400) echo "fanout --clients $((q ? 200 : 1000)) --rates 400 --duration 10 --max-p99-ms 1e9 --max-loss 1" ;;
+    fanoutmax) echo "fanout --clients $((q ? 200 : 1000)) --rates 100,200,400,800,1200,1600,2400,3200 --duration 5 --drain 3" ;;
+    rooms1k)   echo "rooms --clients 1000 --room-size 10 --publishers 10 --rate 1 --duration $((q ? 5 : 20))" ;;
+    rooms5k)   echo "rooms --clients $((q ? 2000 : 5000)) --room-size 10 --publishers 10 --rate 1 --duration $((q ? 5 : 20))" ;;
+    *) return 1 ;;
+  esac
+}
+
+# Clients a scenario opens, for the open-files check.
+scenario_clients() { scenario_args "$1" | sed -n 's/.*--clients \([0-9]*\).*/\1/p'; }
+
+run_one() { # server scenario rep
+  local name=$1 sc=$2 rep=$3 pid args clients
+  args=$(scenario_args "$sc") || { log "unknown scenario $sc"; return 1; }
+  clients=$(scenario_clients "$sc")
+  if (( clients * 2 + 100 > FD_LIMIT )); then
+    log "skip $name/$sc: open files limit $FD_LIMIT is below $((clients * 2 + 100))"
+    return 0
+  fi
+  if [[ -n $attach_pid ]]; then
+    pid=$attach_pid
+  else
+    start_server "$name" || return 0
+    pid=$SERVER_PID
+  fi
+  local cpu0 rss0 cpu1 rss1 json
+  cpu0=$(cpu_ticks "$pid"); rss0=$(rss_kib "$pid")
+  log "$name/$sc #$rep: loadgen $args"
+  # shellcheck disable=SC2086 # args is a list of words
+  json=$(nice -n "$NICE" taskset -c "$LOADGEN_CPU" timeout 900 "$LOADGEN" $args \
+          --url "http://127.0.0.1:$port" --jwt-secret "$JWT_SECRET" --server-pid "$pid" \
+          2>>"$out.loadgen.log" | tail -n 1) || true
+  cpu1=$(cpu_ticks "$pid" 2>/dev/null || echo "$cpu0"); rss1=$(rss_kib "$pid" 2>/dev/null || echo 0)
+  [[ -z $attach_pid ]] && stop_server
+  if ! jq -e . >/dev/null 2>&1 <<<"$json"; then
+    log "$name/$sc #$rep: no report (see $out.loadgen.log)"
+    return 0
+  fi
+  jq -c --arg name "$name" --arg scenario "$sc" --argjson rep "$rep" \
+        --arg date "$(date -u +%FT%TZ)" --argjson cpu0 "$cpu0" --argjson cpu1 "$cpu1" \
+        --argjson rss0 "${rss0:-0}" --argjson rss1 "${rss1:-0}" \
+        '{name: $name, scenario: $scenario, rep: $rep, date: $date,
+          proc: {cpu_s: (($cpu1 - $cpu0) / 100), rss_before_kib: $rss0, rss_after_kib: $rss1}} + .' \
+        <<<"$json" >>"$out"
+  tail -n 1 "$out" | summary_line
+}
+
+# One line per run: the figures PERFORMANCE.md compares.
+summary_line() {
+  jq -r '
+    def f(x; n): if x == null then "-" else (x * pow(10; n) | round / pow(10; n) | tostring) end;
+    [ .name, .scenario,
+      "cpu/deliv=" + f(.server.cpu_us_per_delivery; 1) + "us",
+      "cpu/connect=" + f(.server.cpu_us_per_connect; 0) + "us",
+      "rss/conn=" + f(.server.rss_kib_per_connection; 2) + "KiB",
+      "deliv/s=" + f(.deliveries_per_s; 0),
+      "p50=" + f(.latency_p50_ms; 2) + "ms", "p99=" + f(.latency_p99_ms; 2) + "ms",
+      "loss=" + f(.loss; 4),
+      "connected=" + (.connected | tostring) + "/" + (.clients | tostring),
+      "server_cpu=" + f(.server.cpu_util; 2), "loadgen_cpu=" + f(.loadgen_cpu_util; 2) ]
+    | join("  ")'
+}
+
+# Medians over repetitions, one line per server and scenario.
+medians() {
+  jq -rs '
+    def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+    def f(x; n): if x == null then "-" else (x * pow(10; n) | round / pow(10; n) | tostring) end;
+    group_by([.name, .scenario])[]
+    | { name: .[0].name, scenario: .[0].scenario, n: length,
+        cpu: (map(.server.cpu_us_per_delivery // empty) | med),
+        connect: (map(.server.cpu_us_per_connect // empty) | med),
+        rss: (map(.server.rss_kib_per_connection // empty) | med),
+        dps: (map(.deliveries_per_s) | med), p99: (map(.latency_p99_ms) | med),
+        loss: (map(.loss) | med) }
+    | [ .name, .scenario, "n=" + (.n | tostring), "cpu/deliv=" + f(.cpu; 1) + "us",
+        "cpu/connect=" + f(.connect; 0) + "us", "rss/conn=" + f(.rss; 2) + "KiB",
+        "deliv/s=" + f(.dps; 0), "p99=" + f(.p99; 2) + "ms", "loss=" + f(.loss; 4) ]
+    | join("  ")' "$out"
+}
+
+# --- main -------------------------------------------------------------------
+
+ensure_loadgen
+IFS=, read -ra server_list <<<"$servers"
+IFS=, read -ra scenario_list <<<"$scenarios"
+for s in "${server_list[@]}"; do ensure_server "$s"; done
+log "results: $out (open files limit $FD_LIMIT; server on cpu $SERVER_CPU, loadgen on cpu $LOADGEN_CPU)"
+for s in "${server_list[@]}"; do
+  for sc in "${scenario_list[@]}"; do
+    for rep in $(seq 1 "$repeat"); do
+      run_one "$s" "$sc" "$rep"
+    done
+  done
+done
+echo "--- medians ($out)"
+medians
