@@ -296,12 +296,16 @@ impl TestClient {
     }
 
     /// The next event before `deadline`; `None` at the deadline or when the
-    /// connection is gone.
+    /// socket is gone (DISCONNECT or transport closed).
     async fn next_event(&mut self, deadline: Instant) -> Option<Event> {
         loop {
             match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
                 Ok(Some(Incoming::Event(event))) => return Some(event),
-                Ok(Some(Incoming::Disconnect)) => self.gone = Some("io server disconnect"),
+                Ok(Some(Incoming::Disconnect)) => {
+                    // Nothing more comes for this namespace.
+                    self.gone = Some("io server disconnect");
+                    return None;
+                }
                 Ok(Some(Incoming::Connect(_) | Incoming::ConnectError(_))) => {}
                 Ok(None) => {
                     self.gone.get_or_insert("transport close");
