@@ -56,6 +56,8 @@ pub(crate) struct EngineConn {
     upgrade: Mutex<Option<oneshot::Sender<WsConn>>>,
     pub(crate) polling_get: AtomicBool,
     pub(crate) polling_post: AtomicBool,
+    /// A WebSocket is probing this session (only one at a time).
+    pub(crate) probing: AtomicBool,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -94,9 +96,18 @@ impl EngineConn {
             upgrade: Mutex::new(upgrade_tx),
             polling_get: AtomicBool::new(false),
             polling_post: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
             shared,
         });
         (conn, upgrade_rx)
+    }
+
+    pub(crate) fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    pub(crate) fn sid_arc(&self) -> Arc<str> {
+        self.sid.clone()
     }
 
     pub(crate) fn outbox(&self) -> &Outbox {

@@ -37,6 +37,11 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) engines: DashMap<Arc<str>, Arc<EngineConn>>,
+    /// Polling sessions the client closed with no GET pending, and the last
+    /// packet their next GET gets (a request racing the close gets the
+    /// reference server's answer, not an unknown-session error). Kept for a
+    /// second, answered once.
+    closed_polls: DashMap<Arc<str>, (std::time::Instant, &'static [u8])>,
     namespaces: DashMap<Arc<str>, Arc<Namespace>>,
     dynamic: Option<DynamicNamespaces>,
     next_key: AtomicU64,
@@ -45,6 +50,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    const CLOSED_POLL_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub(crate) fn remember_closed_poll(&self, sid: Arc<str>, last: &'static [u8]) {
+        let now = std::time::Instant::now();
+        if self.closed_polls.len() > 64 {
+            self.closed_polls.retain(|_, (at, _)| now.duration_since(*at) < Self::CLOSED_POLL_MEMORY);
+        }
+        self.closed_polls.insert(sid, (now, last));
+    }
+
+    pub(crate) fn take_closed_poll(&self, sid: &str) -> Option<&'static [u8]> {
+        let (_, (at, last)) = self.closed_polls.remove(sid)?;
+        (at.elapsed() < Self::CLOSED_POLL_MEMORY).then_some(last)
+    }
+
     pub(crate) fn next_socket_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -97,6 +117,7 @@ impl GatewayBuilder {
                 config,
                 auth: Arc::new(self.auth),
                 engines: DashMap::new(),
+                closed_polls: DashMap::new(),
                 namespaces,
                 dynamic: self.dynamic,
                 next_key: AtomicU64::new(0),
@@ -220,8 +241,20 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
         None => handshake(shared, transport, request).await,
         Some(sid) => {
             let Some(conn) = shared.engines.get(sid.as_str()).map(|c| c.clone()) else {
+                if transport == Transport::Polling
+                    && method == Method::GET
+                    && let Some(last) = shared.take_closed_poll(sid)
+                {
+                    return polling::payload_response(Bytes::from_static(last));
+                }
                 return engine_error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
             };
+            if let Some(reason) = conn.on_timeout() {
+                // The heartbeat ran out and the session's task has not noticed
+                // yet: the session is over for this request too.
+                conn.request_close(reason);
+                return engine_error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
+            }
             match (transport, method) {
                 (Transport::Polling, _) if conn.transport() != Transport::Polling => {
                     engine_error(StatusCode::BAD_REQUEST, 3, "Bad request")
@@ -241,7 +274,7 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                     }
                 }
                 (Transport::WebSocket, Method::GET) => {
-                    if conn.transport() != Transport::Polling || conn.is_upgrading() {
+                    if conn.transport() != Transport::Polling || conn.probing.swap(true, Ordering::AcqRel) {
                         // The reference server accepts a second WebSocket for
                         // an upgraded session and closes it at once; clients
                         // that do not expect an HTTP error rely on that.

@@ -186,7 +186,9 @@ impl Session {
         match self.next_ping {
             Some(at) if now >= at => {
                 self.next_ping = None;
-                self.pong_deadline = Some(now + self.settings.ping_timeout);
+                // Counted from when the ping was due, not from when the timer
+                // fired: a late timer must not stretch the client's allowance.
+                self.pong_deadline = Some(at + self.settings.ping_timeout);
                 Some(Action::Send(Packet::Ping { probe: false }))
             }
             _ => None,

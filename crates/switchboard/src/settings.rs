@@ -160,6 +160,7 @@ impl Settings {
                 max_sockets_per_user: self.max_sockets_per_user,
                 max_pending_bytes: self.max_pending_bytes.max(self.max_http_buffer_size * 2),
             },
+            engine_echo: false,
         })
     }
 

@@ -80,7 +80,9 @@ pub(crate) async fn get(conn: Arc<EngineConn>) -> Response {
     let mut frames = Vec::new();
     loop {
         if conn.transport() == Transport::WebSocket {
-            return payload_response(Bytes::from_static(b"6"));
+            // A client pauses polling before it sends the upgrade, so a GET
+            // still here after it is not from a well-behaved client.
+            return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
         }
         conn.outbox().take(&mut frames);
         if !frames.is_empty() {
@@ -94,11 +96,9 @@ pub(crate) async fn get(conn: Arc<EngineConn>) -> Response {
             return payload_response(body.freeze());
         }
         if conn.outbox().is_closed() {
-            // The client's own close is answered with a noop, any other with
-            // the close packet, as the reference server does.
-            let last: &'static [u8] =
-                if conn.close_requested() == Some(CloseReason::TransportClose) { b"6" } else { b"1" };
-            return payload_response(Bytes::from_static(last));
+            // Answered here: the session's next GET is unknown.
+            conn.shared.take_closed_poll(conn.sid());
+            return payload_response(Bytes::from_static(last_packet(conn.close_requested())));
         }
         tokio::select! {
             () = conn.outbox().notified() => {}
@@ -124,6 +124,10 @@ pub(crate) async fn post(conn: Arc<EngineConn>, body: Bytes) -> Response {
         match conn.on_packet(Transport::Polling, packet).await {
             Flow::Continue => {}
             Flow::Close(reason) => {
+                if reason == CloseReason::TransportClose && !conn.polling_get.load(Ordering::Acquire) {
+                    // The client's GET may be on its way: it gets the noop.
+                    conn.shared.remember_closed_poll(conn.sid_arc(), last_packet(Some(reason)));
+                }
                 conn.request_close(reason);
                 break;
             }
@@ -134,6 +138,13 @@ pub(crate) async fn post(conn: Arc<EngineConn>, body: Bytes) -> Response {
         }
     }
     ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+/// What a GET gets once the session closed: the client's own close is
+/// answered with a noop, any other with the close packet, as the reference
+/// server does.
+pub(crate) fn last_packet(reason: Option<CloseReason>) -> &'static [u8] {
+    if reason == Some(CloseReason::TransportClose) { b"6" } else { b"1" }
 }
 
 /// The body of a GET: a polling payload.

@@ -30,6 +30,8 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct WsConn {
     tcp: TcpStream,
     decoder: Decoder,
+    /// Messages decoded during the upgrade, after its `5`.
+    early: Vec<Message>,
 }
 
 impl WsConn {
@@ -39,7 +41,7 @@ impl WsConn {
         if !leftover.is_empty() {
             decoder.buf.extend_from_slice(&leftover);
         }
-        Self { tcp, decoder }
+        Self { tcp, decoder, early: Vec::new() }
     }
 
     /// Reads what is available and decodes whole messages into `out`.
@@ -153,6 +155,10 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn, mut connect_che
     let sleep = tokio::time::sleep_until(next_deadline(connect_check));
     tokio::pin!(sleep);
     let mut close_code = 1000;
+    let mut early = std::mem::take(&mut ws.early);
+    if let Some(reason) = handle_messages(&conn, &ws, &mut early).await {
+        conn.request_close(reason);
+    }
 
     let reason = loop {
         if let Some(reason) = conn.close_requested() {
@@ -195,6 +201,9 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn, mut connect_che
                     Err(_) => break CloseReason::TransportError,
                 }
             }
+            // A close requested by another task (a slow reader detected by a
+            // broadcaster, the server API) while this one waits on the socket.
+            () = conn.driver_woken() => {}
             () = &mut sleep => {
                 if let Some(reason) = conn.on_timeout() {
                     break reason;
@@ -291,7 +300,8 @@ pub(crate) async fn upgrade(conn: Arc<EngineConn>, mut ws: WsConn) {
             if !ws.read_available(max, &mut messages).ok()? {
                 return None;
             }
-            for message in messages.drain(..) {
+            let mut batch = std::mem::take(&mut messages).into_iter();
+            while let Some(message) = batch.next() {
                 let Message::Text(text) = message else { return None };
                 let packet = EnginePacket::decode_text(text).ok()?;
                 match conn.on_packet(Transport::WebSocket, packet).await {
@@ -300,7 +310,12 @@ pub(crate) async fn upgrade(conn: Arc<EngineConn>, mut ws: WsConn) {
                         let period = Duration::from_millis(100);
                         noop_timer = Some(tokio::time::interval_at(Instant::now() + period, period));
                     }
-                    Flow::Upgraded => return Some(()),
+                    Flow::Upgraded => {
+                        // What came in the same read after `5` belongs to the
+                        // upgraded session.
+                        ws.early.extend(batch);
+                        return Some(());
+                    }
                     Flow::Close(reason) => {
                         conn.request_close(reason);
                         return None;
@@ -323,6 +338,7 @@ pub(crate) async fn upgrade(conn: Arc<EngineConn>, mut ws: WsConn) {
             if conn.is_upgrading() {
                 conn.request_close(CloseReason::TransportError);
             }
+            conn.probing.store(false, std::sync::atomic::Ordering::Release);
         }
     }
 }
