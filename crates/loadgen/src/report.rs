@@ -45,6 +45,10 @@ pub(crate) struct Report {
     /// 1.0 per thread means the load generator was the bottleneck.
     pub(crate) loadgen_cpu_window_s: f64,
     pub(crate) loadgen_cpu_util: f64,
+    /// This process's CPU per delivery: 1 / this is how many deliveries per
+    /// second one core of load generator can take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) loadgen_cpu_us_per_delivery: Option<f64>,
     /// This process's RSS at the end of the measuring window.
     pub(crate) loadgen_rss_kib: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,8 +86,15 @@ pub(crate) struct StepReport {
     #[serde(flatten)]
     pub(crate) latency: Percentiles,
     pub(crate) deliveries_per_s: f64,
+    /// Publishing time; `window_s` adds the drain.
     pub(crate) duration_s: f64,
+    pub(crate) window_s: f64,
     pub(crate) loadgen_cpu_util: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) loadgen_cpu_us_per_delivery: Option<f64>,
+    /// `loadgen` or `server` when that side used over 90 % of a core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limited_by: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) server_cpu_util: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +122,10 @@ pub(crate) struct Measured {
 impl Measured {
     pub(crate) fn loadgen_util(&self) -> f64 {
         ratio(self.loadgen_cpu_s, self.wall_s)
+    }
+
+    pub(crate) fn loadgen_us_per(&self, deliveries: u64) -> Option<f64> {
+        (deliveries > 0).then(|| ratio(self.loadgen_cpu_s * 1e6, deliveries as f64))
     }
 }
 
@@ -161,10 +176,26 @@ impl StepReport {
             latency: step.latency(),
             deliveries_per_s: ratio(delivered as f64, publish_s),
             duration_s: publish_s,
+            window_s: measured.wall_s,
             loadgen_cpu_util: measured.loadgen_util(),
+            loadgen_cpu_us_per_delivery: measured.loadgen_us_per(delivered),
+            limited_by: limited_by(measured),
             server_cpu_util: measured.server_cpu_s.map(|s| ratio(s, measured.wall_s)),
             server_cpu_us_per_delivery: measured.server_cpu_s.map(|s| ratio(s * 1e6, delivered as f64)),
         }
+    }
+}
+
+/// Which side, if any, ran out of CPU during a window (over 90 % of the one
+/// core each is pinned to).
+fn limited_by(m: &Measured) -> Option<&'static str> {
+    const BUSY: f64 = 0.9;
+    if m.loadgen_util() > BUSY {
+        Some("loadgen")
+    } else if m.server_cpu_s.is_some_and(|s| ratio(s, m.wall_s) > BUSY) {
+        Some("server")
+    } else {
+        None
     }
 }
 

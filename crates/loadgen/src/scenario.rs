@@ -115,6 +115,7 @@ fn report(args: &Args, threads: usize, fleet: &Fleet, setup: &Setup, window: &Me
         loadgen_cpu_s: 0.0,
         loadgen_cpu_window_s: window.loadgen_cpu_s,
         loadgen_cpu_util: window.loadgen_util(),
+        loadgen_cpu_us_per_delivery: None,
         loadgen_rss_kib: window.loadgen_rss_kib,
         server,
         steps: Vec::new(),
@@ -133,6 +134,8 @@ fn fill_messages(report: &mut Report, step: &Step, publish_s: f64) {
     report.latency_p999_ms = latency.p999_ms;
     report.latency_max_ms = latency.max_ms;
     report.deliveries_per_s = ratio(report.delivered as f64, publish_s);
+    report.loadgen_cpu_us_per_delivery =
+        (report.delivered > 0).then(|| ratio(report.loadgen_cpu_window_s * 1e6, report.delivered as f64));
     if let Some(server) = report.server.as_mut() {
         server.cpu_us_per_delivery =
             (report.delivered > 0).then(|| ratio(server.cpu_window_s * 1e6, report.delivered as f64));

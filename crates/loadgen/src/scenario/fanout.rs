@@ -25,7 +25,7 @@ pub(super) async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
         let report = StepReport::new(rate, step, args.duration, &window.close());
         eprintln!(
             "loadgen: fanout rate {rate} sent {} delivered {}/{} loss {:.4} p99 {:.1} ms \
-             {:.0} deliveries/s loadgen cpu {:.2} server cpu {}",
+             {:.0} deliveries/s loadgen cpu {:.2} ({:.2} us/delivery) server cpu {}",
             report.sent,
             report.delivered,
             report.expected,
@@ -33,6 +33,7 @@ pub(super) async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
             report.latency.p99_ms,
             report.deliveries_per_s,
             report.loadgen_cpu_util,
+            report.loadgen_cpu_us_per_delivery.unwrap_or(0.0),
             report.server_cpu_util.map_or_else(|| "-".into(), |u| format!("{u:.2}")),
         );
         let kept_up = report.loss <= args.max_loss && report.latency.p99_ms <= args.max_p99_ms;
@@ -50,6 +51,7 @@ pub(super) async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
         server.cpu_us_per_delivery = steps[k].server_cpu_us_per_delivery;
     }
     out.deliveries_per_s = best.map_or(0.0, |k| steps[k].deliveries_per_s);
+    out.loadgen_cpu_us_per_delivery = steps.get(shown).and_then(|s| s.loadgen_cpu_us_per_delivery);
     out.steps = steps;
     fleet.shutdown(setup.tasks).await;
     Ok(out)
