@@ -24,6 +24,9 @@ pub enum ChatError {
     UnknownMessage,
     #[error("unknown event")]
     UnknownEvent,
+    /// `message:send` content over the stored size limit.
+    #[error("message too long")]
+    MessageTooLong,
     /// A room limit of the gateway (`too many rooms`, `room name too long`,
     /// `invalid room name`).
     #[error(transparent)]
@@ -51,6 +54,7 @@ impl ChatError {
             ChatError::InvalidPayload => "invalid_payload",
             ChatError::UnknownMessage => "unknown_message",
             ChatError::UnknownEvent => "unknown_event",
+            ChatError::MessageTooLong => "message_too_long",
             ChatError::Join(_) => "room_limit",
             ChatError::Storage(_) => "storage",
             ChatError::Unauthorized => "unauthorized",

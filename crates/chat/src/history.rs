@@ -18,6 +18,10 @@ use crate::events::ok;
 use crate::payload::{first, object, string_field};
 use crate::{Chat, now_ms};
 
+/// Longest `content` stored, in bytes: a room keeps up to
+/// `history_max_messages` of them, so this bounds a room's memory.
+pub(crate) const MAX_CONTENT_BYTES: usize = 64 * 1024;
+
 /// The broker stream of a room. A `:` in the namespace is escaped so that
 /// (namespace, room) pairs cannot collide.
 pub(crate) fn stream_name(nsp: &str, room: &str) -> String {
@@ -95,6 +99,9 @@ impl Chat {
         };
         if content.is_empty() {
             return Err(ChatError::InvalidPayload);
+        }
+        if content.len() > MAX_CONTENT_BYTES {
+            return Err(ChatError::MessageTooLong);
         }
         if !socket.in_room(room) {
             return Err(ChatError::NotAMember);

@@ -70,6 +70,11 @@ async fn message_send_refusals_store_nothing() {
     ] {
         assert_eq!(a.ack("message:send", bad).await, json!({"error": "invalid payload"}));
     }
+    let long = "x".repeat(64 * 1024 + 1);
+    assert_eq!(
+        a.ack("message:send", json!({"roomId": "lobby", "content": long})).await,
+        json!({"error": "message too long"})
+    );
     a.expect_none("message:new", QUIET).await;
     let later = server.connect("/", "lou").await;
     let mut later = later;

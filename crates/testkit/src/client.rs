@@ -5,7 +5,7 @@
 //! and queues everything else; the test pulls from that queue. Events that
 //! a wait passes over are kept (in arrival order) for later waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +20,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use self::reader::{Incoming, Reader, Shared};
 use crate::WAIT;
+
+mod reader;
 
 /// One event from the server.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,20 +53,6 @@ pub enum ConnectError {
     Closed,
     /// No answer within [`WAIT`].
     Timeout,
-}
-
-enum Incoming {
-    Connect(Value),
-    ConnectError(Value),
-    Event(Event),
-    Disconnect,
-}
-
-#[derive(Default)]
-struct Shared {
-    acks: Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>,
-    pid: Mutex<Option<String>>,
-    last_offset: Mutex<Option<String>>,
 }
 
 /// A connected socket.
@@ -337,86 +326,6 @@ impl Drop for TestClient {
     fn drop(&mut self) {
         // The WebSocket goes with the tasks: the server sees a transport close.
         self.tasks.iter().for_each(JoinHandle::abort);
-    }
-}
-
-// === Reader ===
-
-struct Reader {
-    nsp: String,
-    out: mpsc::UnboundedSender<Message>,
-    inbox: mpsc::UnboundedSender<Incoming>,
-    shared: Arc<Shared>,
-    /// A binary packet waiting for its attachments.
-    pending: Option<(Packet, Vec<Bytes>)>,
-}
-
-impl Reader {
-    /// Handles one WebSocket message; false to stop reading.
-    fn on_message(&mut self, message: Message) -> bool {
-        match message {
-            Message::Text(text) => match text.as_bytes().first() {
-                Some(b'2') => {
-                    let _ = self.out.send(Message::text(format!("3{}", &text[1..])));
-                }
-                Some(b'4') => match Packet::decode(&text.as_bytes()[1..], usize::MAX) {
-                    Ok(packet) if packet.attachments > 0 => self.pending = Some((packet, Vec::new())),
-                    Ok(packet) => self.on_packet(packet, Vec::new()),
-                    Err(error) => panic!("undecodable packet {text:?}: {error}"),
-                },
-                Some(b'1') => return false,
-                _ => {}
-            },
-            Message::Binary(data) => {
-                if let Some((packet, mut attachments)) = self.pending.take() {
-                    attachments.push(data);
-                    if attachments.len() >= packet.attachments {
-                        self.on_packet(packet, attachments);
-                    } else {
-                        self.pending = Some((packet, attachments));
-                    }
-                }
-            }
-            Message::Close(_) => return false,
-            _ => {}
-        }
-        true
-    }
-
-    fn on_packet(&mut self, packet: Packet, attachments: Vec<Bytes>) {
-        if packet.nsp != self.nsp {
-            return;
-        }
-        let data = packet.data.unwrap_or(Value::Null);
-        let incoming = match packet.kind {
-            PacketKind::Connect => Incoming::Connect(data),
-            PacketKind::ConnectError => Incoming::ConnectError(data),
-            PacketKind::Disconnect => Incoming::Disconnect,
-            PacketKind::Event | PacketKind::BinaryEvent => {
-                let Value::Array(mut args) = data else { return };
-                if args.is_empty() {
-                    return;
-                }
-                let name = match args.remove(0) {
-                    Value::String(name) => name,
-                    other => other.to_string(),
-                };
-                if lock(&self.shared.pid).is_some()
-                    && let Some(Value::String(offset)) = args.last()
-                {
-                    *lock(&self.shared.last_offset) = Some(offset.clone());
-                }
-                Incoming::Event(Event { name, args, attachments })
-            }
-            PacketKind::Ack | PacketKind::BinaryAck => {
-                let (Some(id), Value::Array(args)) = (packet.id, data) else { return };
-                if let Some(tx) = lock(&self.shared.acks).remove(&id) {
-                    let _ = tx.send(args);
-                }
-                return;
-            }
-        };
-        let _ = self.inbox.send(incoming);
     }
 }
 
