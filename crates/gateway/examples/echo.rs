@@ -25,7 +25,8 @@ impl Handler for Echo {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ECHO_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let gateway = Gateway::builder(Config::default(), Authenticator::anonymous()).namespace("/", Arc::new(Echo)).build();
+    let gateway =
+        Gateway::builder(Config::default(), Authenticator::anonymous()).namespace("/", Arc::new(Echo)).build();
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("echo gateway on http://{addr}");
     switchboard_gateway::serve(listener, gateway.router(), tokio_util::sync::CancellationToken::new()).await

@@ -127,8 +127,10 @@ impl EngineConn {
         lock(&self.session).transport()
     }
 
-    pub(crate) fn is_upgrading(&self) -> bool {
-        lock(&self.session).is_upgrading()
+    /// The probing WebSocket went away before the upgrade completed: the
+    /// session carries on over polling.
+    pub(crate) fn upgrade_failed(&self) {
+        lock(&self.session).on_transport_closed(Transport::WebSocket, CloseReason::TransportClose);
     }
 
     /// When the driver must next call [`EngineConn::on_timeout`].
@@ -164,11 +166,12 @@ impl EngineConn {
         self.driver_wake.notified().await;
     }
 
-    /// Hands a probed WebSocket to the session's driver.
-    pub(crate) fn hand_over(&self, ws: WsConn) -> Result<(), WsConn> {
+    /// Hands a probed WebSocket to the session's driver; false when the
+    /// driver is gone (the WebSocket is then dropped).
+    pub(crate) fn hand_over(&self, ws: WsConn) -> bool {
         match lock(&self.upgrade).take() {
-            Some(tx) => tx.send(ws),
-            None => Err(ws),
+            Some(tx) => tx.send(ws).is_ok(),
+            None => false,
         }
     }
 
@@ -289,7 +292,9 @@ impl EngineConn {
 
     async fn connect(self: &Arc<Self>, packet: Packet) -> Result<(), CloseReason> {
         if self.socket(&packet.nsp).is_some() {
-            return Ok(());
+            // A second CONNECT to a connected namespace is an invalid state;
+            // the reference server closes the connection.
+            return Err(CloseReason::ForcedClose);
         }
         let Some(nsp) = self.shared.namespace_for_connect(&packet.nsp) else {
             return self.refuse(&packet.nsp, "Invalid namespace", "invalid_namespace");
@@ -309,11 +314,11 @@ impl EngineConn {
         }
         let request = ConnectRequest { identity: &identity, auth: &auth, query: &self.query };
         if let Err(refusal) = nsp.handler().authorize(&request).await {
-            self.push(encode::control(
-                PacketKind::ConnectError,
-                &packet.nsp,
-                Some(&json!({ "message": refusal.message, "data": refusal.data })),
-            ));
+            let mut body = json!({ "message": refusal.message });
+            if let Some(data) = refusal.data {
+                body["data"] = data;
+            }
+            self.push(encode::control(PacketKind::ConnectError, &packet.nsp, Some(&body)));
             metrics::counter!("switchboard_gateway_connects_total", "result" => "refused").increment(1);
             return Ok(());
         }
@@ -353,6 +358,11 @@ impl EngineConn {
             identity,
             recovered,
         });
+        if !nsp.add_socket(&socket, self.shared.config.limits.max_sockets_per_user) {
+            socket.mark_disconnected();
+            Limit::SocketsPerUser.count();
+            return self.refuse(&packet.nsp, "Too many connections", "too_many_connections");
+        }
         for room in &rooms {
             // Limits were checked when the rooms were first joined.
             let _ = socket.join(room);
@@ -362,7 +372,6 @@ impl EngineConn {
         if !missed.is_empty() {
             self.push_all(&missed);
         }
-        nsp.add_socket(&socket);
         lock(&self.sockets).push(socket.clone());
         let mut reply = json!({ "sid": socket.id() });
         if let Some(pid) = &pid {

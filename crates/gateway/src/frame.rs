@@ -51,16 +51,16 @@ impl Frame {
         write(&mut buf);
         let len = buf.len() - MAX_HEADER;
         let opcode = if binary { 0x82 } else { 0x81 };
+        let mut long = [0u8; MAX_HEADER];
         let header: &[u8] = match len {
             0..=125 => &[opcode, len as u8],
             126..=0xffff => &[opcode, 126, (len >> 8) as u8, len as u8],
-            _ => &(|| {
-                let mut h = [0u8; 10];
-                h[0] = opcode;
-                h[1] = 127;
-                h[2..].copy_from_slice(&(len as u64).to_be_bytes());
-                h
-            })(),
+            _ => {
+                long[0] = opcode;
+                long[1] = 127;
+                long[2..].copy_from_slice(&(len as u64).to_be_bytes());
+                &long
+            }
         };
         let start = MAX_HEADER - header.len();
         buf[start..MAX_HEADER].copy_from_slice(header);

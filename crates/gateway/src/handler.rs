@@ -66,7 +66,11 @@ impl DisconnectReason {
     pub fn is_recoverable(self) -> bool {
         matches!(
             self,
-            Self::TransportClose | Self::TransportError | Self::PingTimeout | Self::ForcedClose | Self::ServerShuttingDown
+            Self::TransportClose
+                | Self::TransportError
+                | Self::PingTimeout
+                | Self::ForcedClose
+                | Self::ServerShuttingDown
         )
     }
 }

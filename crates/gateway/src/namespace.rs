@@ -137,9 +137,18 @@ impl Namespace {
         self.socket(room).into_iter().collect()
     }
 
-    pub(crate) fn add_socket(&self, socket: &Arc<Socket>) {
+    /// Adds a connected socket, unless its user already holds `max_per_user`
+    /// sockets here (checked and added under the user's entry lock, so
+    /// concurrent connects cannot pass the limit together).
+    pub(crate) fn add_socket(&self, socket: &Arc<Socket>, max_per_user: usize) -> bool {
+        let mut sockets = self.users.entry(socket.user_id_arc()).or_default();
+        if sockets.len() >= max_per_user {
+            return false;
+        }
+        sockets.push(socket.clone());
+        drop(sockets);
         self.sockets.insert(socket.id_arc(), socket.clone());
-        self.users.entry(socket.user_id_arc()).or_default().push(socket.clone());
+        true
     }
 
     /// Takes a socket out of the namespace: the handler hears of it while the
@@ -195,7 +204,13 @@ impl Namespace {
     }
 
     /// Encodes once, logging the packet for recovery unless volatile.
-    pub(crate) fn encode_logged(&self, target: &Target, event: &str, args: &[Value], attachments: &[Bytes]) -> Vec<Frame> {
+    pub(crate) fn encode_logged(
+        &self,
+        target: &Target,
+        event: &str,
+        args: &[Value],
+        attachments: &[Bytes],
+    ) -> Vec<Frame> {
         let frames = match &self.recovery {
             Some(recovery) if !target.volatile => {
                 let audience = Audience { rooms: target.rooms.clone(), except: target.except.clone() };

@@ -77,7 +77,12 @@ impl Recovery {
     }
 
     /// Logs a packet; `encode` builds its frames with the offset it is given.
-    pub(crate) fn append(&self, audience: Audience, now: Instant, encode: impl FnOnce(u64) -> Vec<Frame>) -> Vec<Frame> {
+    pub(crate) fn append(
+        &self,
+        audience: Audience,
+        now: Instant,
+        encode: impl FnOnce(u64) -> Vec<Frame>,
+    ) -> Vec<Frame> {
         let mut log = lock(&self.log);
         let offset = log.next;
         log.next += 1;

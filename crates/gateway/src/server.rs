@@ -221,21 +221,20 @@ pub(crate) fn engine_error(status: StatusCode, code: u8, message: &str) -> Respo
 }
 
 async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let query: HashMap<String, String> = request
-        .uri()
-        .query()
-        .map(|q| {
-            url_pairs(q).collect()
-        })
-        .unwrap_or_default();
-    if query.get("EIO").map(String::as_str) != Some("4") {
-        return engine_error(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version");
-    }
+    let query: HashMap<String, String> = request.uri().query().map(|q| url_pairs(q).collect()).unwrap_or_default();
+    // The order of the reference server's checks: transport, then (for a
+    // handshake) the protocol version.
     let transport = match query.get("transport").map(String::as_str) {
         Some("polling") => Transport::Polling,
         Some("websocket") => Transport::WebSocket,
         _ => return engine_error(StatusCode::BAD_REQUEST, 0, "Transport unknown"),
     };
+    if transport == Transport::WebSocket && !request.headers().contains_key(header::UPGRADE) {
+        return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
+    }
+    if !query.contains_key("sid") && query.get("EIO").map(String::as_str) != Some("4") {
+        return engine_error(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version");
+    }
     let method = request.method().clone();
     match query.get("sid") {
         None => handshake(shared, transport, request).await,
@@ -278,7 +277,7 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                         // The reference server accepts a second WebSocket for
                         // an upgraded session and closes it at once; clients
                         // that do not expect an HTTP error rely on that.
-                        return upgrade_websocket(request, |ws| drop(ws));
+                        return upgrade_websocket(request, drop);
                     }
                     let tasks = shared.tasks.clone();
                     upgrade_websocket(request, move |ws| {
@@ -383,10 +382,8 @@ fn bearer_token(headers: &HeaderMap) -> Option<Box<str>> {
 /// over, gives the raw TCP stream to `start`.
 fn upgrade_websocket(mut request: Request, start: impl FnOnce(WsConn) + Send + 'static) -> Response {
     let headers = request.headers();
-    let is_upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let is_upgrade =
+        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let (Some(key), true, true) = (headers.get(header::SEC_WEBSOCKET_KEY).cloned(), is_upgrade, version_ok) else {
         return engine_error(StatusCode::BAD_REQUEST, 3, "Bad request");
@@ -431,9 +428,8 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         let _ = tcp.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).with_upgrades();
             let _ = connection.await;
         });
     }

@@ -95,7 +95,10 @@ impl Socket {
             id: new.id,
             key: new.key,
             pid: new.pid,
-            limiter: Mutex::new(Limiter { bucket: TokenBucket::new(limits.event_burst, Instant::now()), last_notice: None }),
+            limiter: Mutex::new(Limiter {
+                bucket: TokenBucket::new(limits.event_burst, Instant::now()),
+                last_notice: None,
+            }),
             nsp: new.nsp,
             conn: new.conn,
             identity: new.identity,
@@ -179,6 +182,14 @@ impl Socket {
             Limit::RoomNameLength.count();
             return Err(JoinError::NameTooLong);
         }
+        if room == &*self.id {
+            return Ok(());
+        }
+        if self.nsp.socket(room).is_some() {
+            // A socket's id is its private room: joining it would capture
+            // what is sent to that socket.
+            return Err(JoinError::InvalidName);
+        }
         let room: Arc<str> = {
             let mut rooms = lock(&self.rooms);
             if rooms.iter().any(|r| &**r == room) {
@@ -238,7 +249,12 @@ impl Socket {
     }
 
     /// Emits an event and waits for the client's acknowledgement.
-    pub async fn emit_with_ack(&self, event: &str, args: &[Value], timeout: Option<Duration>) -> Result<AckReply, AckError> {
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: &[Value],
+        timeout: Option<Duration>,
+    ) -> Result<AckReply, AckError> {
         let id = self.nsp.next_ack_id();
         let (tx, rx) = oneshot::channel();
         lock(&self.acks).insert(id, tx);

@@ -97,7 +97,6 @@ async fn unknown_transport_is_refused() {
 /// request is an upgrade) in `verify()`, and the protocol version only later,
 /// in `handshake()`.
 #[tokio::test]
-#[ignore = "gateway bug: EIO is checked before transport and upgrade (Node: code 0 for EIO=3&transport=abc)"]
 async fn transport_is_checked_before_the_protocol_version() {
     let server = Server::echo(config()).await;
     assert_error(&server, "GET", "/socket.io/?EIO=3&transport=abc", UNKNOWN_TRANSPORT).await;

@@ -125,7 +125,6 @@ async fn pending_get_ends_with_a_close_packet_on_ping_timeout() {
 /// from the client as an error (`invalid heartbeat direction`) and closes the
 /// session as a transport error.
 #[tokio::test]
-#[ignore = "gateway bug: a ping from the client is ignored (Node closes: invalid heartbeat direction)"]
 async fn ping_from_the_client_is_refused() {
     let server = Server::echo(config()).await;
     let (mut ws, id) = Ws::connected(server.addr, "40").await;

@@ -201,7 +201,6 @@ async fn server_disconnect_of_a_namespace() {
 /// The reference server sends `{message: err.message, data: err.data}`;
 /// JSON leaves an undefined `data` out.
 #[tokio::test]
-#[ignore = "gateway bug: CONNECT_ERROR of a refusal without data carries \"data\":null (Node leaves data out)"]
 async fn handler_refusal_without_data() {
     let log = Log::default();
     let refusing = TestHandler::refusing(&log, ConnectRefusal::new("not allowed"));
@@ -231,7 +230,6 @@ async fn handler_refusal_with_data() {
 /// the client is already connected to is an invalid state, and the client is
 /// closed.
 #[tokio::test]
-#[ignore = "gateway bug: a second CONNECT to a connected namespace is ignored (Node closes the client)"]
 async fn second_connect_to_the_same_namespace_closes_the_session() {
     let server = Server::echo(config()).await;
     let (mut ws, id) = Ws::connected(server.addr, "40").await;

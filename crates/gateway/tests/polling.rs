@@ -32,7 +32,6 @@ async fn connect_over_polling() {
 }
 
 #[tokio::test]
-#[ignore = "gateway bug: JSON objects on the wire are key-sorted; the CONNECT reply is {pid,sid}, Node sends {sid,pid}"]
 async fn connect_reply_carries_the_private_id_when_recovery_is_on() {
     let server = Server::echo(common::recovery_config()).await;
     let mut session = Polling::open(server.addr).await;

@@ -156,7 +156,6 @@ async fn websocket_dropped_before_the_probe_leaves_the_session_on_polling() {
 /// transport closes before `5`, the upgrade is cleaned up and the session
 /// goes on over polling.
 #[tokio::test]
-#[ignore = "gateway bug: a WebSocket closed between 3probe and 5 closes the whole session (Node stays on polling)"]
 async fn websocket_dropped_after_the_probe_leaves_the_session_on_polling() {
     let server = Server::echo(config()).await;
     let (mut session, id) = polling_socket(&server).await;

@@ -149,7 +149,10 @@ impl Session {
             }
             Packet::Message(payload) => Some(Action::Deliver(payload)),
             Packet::Close => self.close(CloseReason::TransportClose),
-            Packet::Noop | Packet::Ping { probe: false } => None,
+            Packet::Noop => None,
+            // In v4 only the server pings: the reference server closes a
+            // session whose client pings ("invalid heartbeat direction").
+            Packet::Ping { probe: false } => self.close(CloseReason::TransportError),
             Packet::Open(_) | Packet::Upgrade | Packet::Ping { probe: true } | Packet::Pong { probe: true } => {
                 self.close(CloseReason::ParseError)
             }

@@ -258,11 +258,7 @@ impl ClientSuite {
             ("abuff1", _) if is_binary(first) => {
                 lock(&self.abuff).insert(socket.id().to_owned());
             }
-            ("abuff2", _) => {
-                if lock(&self.abuff).remove(socket.id()) {
-                    socket.emit("abuff2-ack", &[]);
-                }
-            }
+            ("abuff2", _) if lock(&self.abuff).remove(socket.id()) => socket.emit("abuff2-ack", &[]),
             ("getHandshake", Some(id)) => {
                 let auth = lock(&self.auth).get(socket.id()).cloned().unwrap_or_else(|| json!({}));
                 socket.ack(id, &[handshake(socket, &auth)]);
@@ -336,12 +332,7 @@ fn iso_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -27,7 +27,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let chat = Chat::new(chat_config(&settings), Arc::new(MemoryBroker::new()));
     let mut builder = chat.mount(Gateway::builder(config, auth));
     if let Some(pattern) = &settings.dynamic_namespaces {
-        let regex = regex::Regex::new(pattern).context("SWITCHBOARD_DYNAMIC_NAMESPACES: not a valid regular expression")?;
+        let regex =
+            regex::Regex::new(pattern).context("SWITCHBOARD_DYNAMIC_NAMESPACES: not a valid regular expression")?;
         let handler = chat.chat_handler();
         builder = builder.dynamic_namespaces(Box::new(move |name| regex.is_match(name).then(|| handler.clone())));
     }
@@ -76,7 +77,9 @@ fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
         let (auth, token) = Authenticator::demo();
         println!("No authentication configured: using a random HS256 secret for this run.");
         println!("demo token: {token}");
-        println!("(set SWITCHBOARD_JWT_SECRET, SWITCHBOARD_JWT_PUBLIC_KEY_FILE or SWITCHBOARD_JWKS_FILE for real tokens)");
+        println!(
+            "(set SWITCHBOARD_JWT_SECRET, SWITCHBOARD_JWT_PUBLIC_KEY_FILE or SWITCHBOARD_JWKS_FILE for real tokens)"
+        );
         return Ok(auth);
     }
     let auth = Authenticator::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;

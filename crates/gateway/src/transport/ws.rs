@@ -327,17 +327,14 @@ pub(crate) async fn upgrade(conn: Arc<EngineConn>, mut ws: WsConn) {
     };
     match tokio::time::timeout(UPGRADE_TIMEOUT, probe).await {
         Ok(Some(())) => {
-            if let Err(ws) = conn.hand_over(ws) {
-                drop(ws);
+            if !conn.hand_over(ws) {
                 conn.request_close(CloseReason::TransportError);
             }
         }
         _ => {
-            // A failed probe leaves the session on polling; a half-done
-            // upgrade (probe answered, no `5`) cannot be undone, so close.
-            if conn.is_upgrading() {
-                conn.request_close(CloseReason::TransportError);
-            }
+            // A failed probe leaves the session on polling, as in the
+            // reference server.
+            conn.upgrade_failed();
             conn.probing.store(false, std::sync::atomic::Ordering::Release);
         }
     }
