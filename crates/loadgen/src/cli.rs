@@ -17,6 +17,8 @@ pub(crate) struct Args {
     pub(crate) mode: Mode,
 
     /// Base URL of the server (http://, ws:// or host:port); loopback only.
+    /// Several, comma-separated (the gateways of a cluster): client i uses
+    /// the (i mod n)-th.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub(crate) url: String,
 
@@ -102,9 +104,10 @@ pub(crate) struct Args {
     pub(crate) threads: Option<usize>,
 
     /// Pid of the server: its CPU time and RSS are sampled at phase
-    /// boundaries and added to the report.
-    #[arg(long)]
-    pub(crate) server_pid: Option<u32>,
+    /// boundaries and added to the report. Several, comma-separated, are
+    /// summed (the processes of a cluster, Redis included).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) server_pid: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]

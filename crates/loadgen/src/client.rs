@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use futures_util::FutureExt;
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::engineio::PONG;
@@ -102,6 +103,16 @@ async fn wait_for(
     bail!("no answer in {MAX_SETUP_PACKETS} packets")
 }
 
+/// The next phase, and the receiver to wait for the one after; `None` when
+/// the scenario is gone.
+async fn next_phase(mut rx: watch::Receiver<Phase>) -> (Option<Phase>, watch::Receiver<Phase>) {
+    let phase = match rx.changed().await {
+        Ok(()) => Some(*rx.borrow_and_update()),
+        Err(_) => None,
+    };
+    (phase, rx)
+}
+
 /// Publishing state for one step.
 struct Publisher {
     rate: f64,
@@ -136,7 +147,10 @@ impl Publisher {
 async fn session(fleet: &Fleet, index: usize, role: Role, mut conn: Conn) {
     let ns = fleet.namespace.as_str();
     let stats = &fleet.stats;
-    let mut phase_rx = fleet.phase.subscribe();
+    // Kept across iterations: re-creating `changed()` every time registers
+    // and unregisters a waiter on every wake-up.
+    let next = next_phase(fleet.phase.subscribe());
+    tokio::pin!(next);
     let mut publisher: Option<Publisher> = None;
     let mut seq = 0u64;
     // Far enough to never fire unless reset by a publisher.
@@ -146,11 +160,11 @@ async fn session(fleet: &Fleet, index: usize, role: Role, mut conn: Conn) {
         // Biased: a phase change is seen before one more publishing batch.
         tokio::select! {
             biased;
-            changed = phase_rx.changed() => {
-                if changed.is_err() {
+            (phase, rx) = &mut next => {
+                next.set(next_phase(rx));
+                let Some(phase) = phase else {
                     break false;
-                }
-                let phase = *phase_rx.borrow_and_update();
+                };
                 publisher = match phase {
                     Phase::Done => break false,
                     Phase::Publish { rate } if role.publisher && rate > 0.0 => {

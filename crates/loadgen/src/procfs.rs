@@ -15,6 +15,17 @@ pub(crate) struct Sample {
     pub(crate) rss_kib: u64,
 }
 
+/// Samples several processes, summed (a cluster's).
+pub(crate) fn sample_all(pids: &[u32]) -> anyhow::Result<Sample> {
+    let mut total = Sample::default();
+    for pid in pids {
+        let s = sample(Some(*pid))?;
+        total.cpu_s += s.cpu_s;
+        total.rss_kib += s.rss_kib;
+    }
+    Ok(total)
+}
+
 /// Samples `pid`, or this process when `None`.
 pub(crate) fn sample(pid: Option<u32>) -> anyhow::Result<Sample> {
     let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));

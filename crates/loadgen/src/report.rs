@@ -60,7 +60,7 @@ pub(crate) struct Report {
 /// Server figures, from `/proc/PID`.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct ServerReport {
-    pub(crate) pid: u32,
+    pub(crate) pids: Vec<u32>,
     pub(crate) rss_before_kib: u64,
     pub(crate) rss_connected_kib: u64,
     pub(crate) rss_end_kib: u64,
@@ -105,7 +105,7 @@ pub(crate) struct StepReport {
 pub(crate) struct Window {
     start: Instant,
     me: Sample,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     server: Option<Sample>,
 }
 
@@ -130,12 +130,12 @@ impl Measured {
 }
 
 impl Window {
-    pub(crate) fn open(server_pid: Option<u32>) -> Self {
+    pub(crate) fn open(server_pids: &[u32]) -> Self {
         Self {
             start: Instant::now(),
             me: procfs::sample(None).unwrap_or_default(),
-            server_pid,
-            server: server_pid.and_then(|p| procfs::sample(Some(p)).ok()),
+            server_pids: server_pids.to_vec(),
+            server: sample_servers(server_pids),
         }
     }
 
@@ -145,7 +145,7 @@ impl Window {
 
     pub(crate) fn close(&self) -> Measured {
         let me = procfs::sample(None).unwrap_or_default();
-        let server_end = self.server_pid.and_then(|p| procfs::sample(Some(p)).ok());
+        let server_end = sample_servers(&self.server_pids);
         Measured {
             wall_s: self.start.elapsed().as_secs_f64(),
             loadgen_cpu_s: me.cpu_s - self.me.cpu_s,
@@ -157,6 +157,13 @@ impl Window {
             server_end,
         }
     }
+}
+
+fn sample_servers(pids: &[u32]) -> Option<Sample> {
+    if pids.is_empty() {
+        return None;
+    }
+    procfs::sample_all(pids).ok()
 }
 
 pub(crate) fn ratio(a: f64, b: f64) -> f64 {

@@ -34,7 +34,7 @@ struct Setup {
 }
 
 async fn connect(args: &Args, fleet: &Arc<Fleet>, role: impl Fn(usize) -> Role) -> Setup {
-    let window = Window::open(args.server_pid);
+    let window = Window::open(&args.server_pid);
     let tasks = fleet.launch(args.clients, args.ramp, role).await;
     Setup { tasks, server_before: window.server_start(), connect: window.close() }
 }
@@ -74,9 +74,9 @@ fn report(args: &Args, threads: usize, fleet: &Fleet, setup: &Setup, window: &Me
     let stats = &fleet.stats;
     let connect = stats.connect_percentiles();
     let connected = stats.connected.load(Relaxed);
-    let server = match (args.server_pid, setup.server_before, setup.connect.server_end) {
-        (Some(pid), Some(before), Some(after)) => Some(ServerReport {
-            pid,
+    let server = match (setup.server_before, setup.connect.server_end) {
+        (Some(before), Some(after)) => Some(ServerReport {
+            pids: args.server_pid.clone(),
             rss_before_kib: before.rss_kib,
             rss_connected_kib: after.rss_kib,
             rss_end_kib: window.server_end.map_or(0, |s| s.rss_kib),

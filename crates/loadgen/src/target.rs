@@ -13,7 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 /// The server end and the local ends of every client connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    pub(crate) server: SocketAddr,
+    pub(crate) servers: Vec<SocketAddr>,
     /// The Engine.IO path, starting and ending with `/`.
     pub(crate) path: String,
     sources: Vec<Ipv4Addr>,
@@ -21,7 +21,13 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(url: &str, path: &str, sources: Option<&str>) -> anyhow::Result<Self> {
-        let server = parse_server(url)?;
+        let servers = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(parse_server)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ensure!(!servers.is_empty(), "--url names no server");
         let sources = match sources {
             Some(spec) => parse_sources(spec)?,
             None => Vec::new(),
@@ -33,16 +39,21 @@ impl Target {
         if !path.ends_with('/') {
             path.push('/');
         }
-        Ok(Self { server, path, sources })
+        Ok(Self { servers, path, sources })
+    }
+
+    /// The server client `index` talks to.
+    pub(crate) fn server(&self, index: usize) -> SocketAddr {
+        self.servers[index % self.servers.len()]
     }
 
     /// `host:port` for the Host header.
-    pub(crate) fn authority(&self) -> String {
-        self.server.to_string()
+    pub(crate) fn authority(&self, index: usize) -> String {
+        self.server(index).to_string()
     }
 
-    pub(crate) fn ws_url(&self) -> String {
-        format!("ws://{}{}?EIO=4&transport=websocket", self.server, self.path)
+    pub(crate) fn ws_url(&self, index: usize) -> String {
+        format!("ws://{}{}?EIO=4&transport=websocket", self.server(index), self.path)
     }
 
     /// Opens a TCP connection for client `index`, bound to its source
@@ -53,7 +64,7 @@ impl Target {
             let ip = self.sources[index % self.sources.len()];
             socket.bind(SocketAddr::new(IpAddr::V4(ip), 0)).with_context(|| format!("bind {ip}"))?;
         }
-        let stream = socket.connect(self.server).await?;
+        let stream = socket.connect(self.server(index)).await?;
         stream.set_nodelay(true)?;
         Ok(stream)
     }
@@ -101,12 +112,21 @@ mod tests {
     #[test]
     fn accepts_loopback_urls() {
         let t = Target::new("http://127.0.0.1:3000", "/socket.io/", None).unwrap();
-        assert_eq!(t.server, "127.0.0.1:3000".parse().unwrap());
-        assert_eq!(t.ws_url(), "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(t.server(5), "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(t.ws_url(0), "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket");
         let t = Target::new("ws://localhost:8080/x", "socket.io", None).unwrap();
-        assert_eq!(t.server, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(t.server(0), "127.0.0.1:8080".parse().unwrap());
         assert_eq!(t.path, "/socket.io/");
         assert!(Target::new("127.0.0.9:1", "/", None).is_ok());
+    }
+
+    #[test]
+    fn spreads_clients_over_servers() {
+        let t = Target::new("http://127.0.0.1:3001,http://127.0.0.1:3002", "/socket.io/", None).unwrap();
+        assert_eq!(t.server(0).port(), 3001);
+        assert_eq!(t.server(1).port(), 3002);
+        assert_eq!(t.server(2).port(), 3001);
+        assert!(Target::new("http://127.0.0.1:3001,http://10.1.1.1:3002", "/", None).is_err());
     }
 
     #[test]

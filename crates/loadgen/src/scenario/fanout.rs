@@ -11,11 +11,11 @@ use crate::report::{Report, StepReport, Window};
 pub(super) async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
     let fleet = Fleet::new(args, 1, args.rates.len())?;
     let setup = super::connect(args, &fleet, |i| Role { room: Some(0), publisher: i == 0 }).await;
-    let all = Window::open(args.server_pid);
+    let all = Window::open(&args.server_pid);
     let mut steps = Vec::new();
     let mut best: Option<usize> = None;
     for (k, &rate) in args.rates.iter().enumerate() {
-        let window = Window::open(args.server_pid);
+        let window = Window::open(&args.server_pid);
         fleet.stats.start_step(k);
         fleet.set_phase(Phase::Publish { rate });
         tokio::time::sleep(args.duration()).await;

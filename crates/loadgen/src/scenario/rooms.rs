@@ -16,7 +16,7 @@ pub(super) async fn run(args: &Args, threads: usize) -> anyhow::Result<Report> {
         super::connect(args, &fleet, |i| Role { room: Some(i / room_size), publisher: i % room_size < publishers })
             .await;
     eprintln!("loadgen: {rooms} rooms of {room_size}, {publishers} publishers each at {} msg/s", args.rate);
-    let window = Window::open(args.server_pid);
+    let window = Window::open(&args.server_pid);
     let step = fleet.stats.step(0);
     fleet.stats.start_step(0);
     fleet.set_phase(Phase::Publish { rate: args.rate });

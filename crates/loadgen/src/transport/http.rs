@@ -21,7 +21,7 @@ pub(crate) struct HttpConn {
 
 impl HttpConn {
     pub(crate) async fn connect(target: &Target, index: usize) -> anyhow::Result<Self> {
-        let mut conn = Self { target: target.clone(), index, host: target.authority(), stream: None };
+        let mut conn = Self { target: target.clone(), index, host: target.authority(index), stream: None };
         conn.reconnect().await?;
         Ok(conn)
     }

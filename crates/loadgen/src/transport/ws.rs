@@ -26,7 +26,7 @@ impl WsConn {
         let tcp = target.connect(index).await?;
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER);
         let (ws, _response) =
-            client_async_with_config(target.ws_url(), tcp, Some(config)).await.context("websocket handshake")?;
+            client_async_with_config(target.ws_url(index), tcp, Some(config)).await.context("websocket handshake")?;
         let mut conn = Self { ws };
         let Some(first) = conn.recv().await? else {
             bail!("closed before the open packet");
