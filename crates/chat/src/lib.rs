@@ -52,6 +52,8 @@ pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
 pub struct ChatConfig {
     /// Namespace-wide `users:online` on every change.
     pub presence_broadcast: bool,
+    /// With broadcasting off: send the list to each socket when it connects.
+    pub presence_on_connect: bool,
     /// At most one `users:online` per namespace per interval.
     pub presence_interval: Duration,
     /// Roles allowed to send `announcement`.
@@ -68,6 +70,7 @@ impl Default for ChatConfig {
     fn default() -> Self {
         Self {
             presence_broadcast: true,
+            presence_on_connect: true,
             presence_interval: Duration::from_millis(250),
             announce_roles: vec!["admin".to_owned()],
             history_on_join: 50,
@@ -100,7 +103,7 @@ impl std::fmt::Debug for Chat {
 impl Chat {
     pub fn new(config: ChatConfig, broker: Arc<dyn Broker>) -> Arc<Chat> {
         Arc::new(Chat {
-            presence: Presence::new(config.presence_broadcast, config.presence_interval),
+            presence: Presence::new(config.presence_broadcast, config.presence_on_connect, config.presence_interval),
             config,
             broker,
             send_locks: (0..SEND_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),

@@ -9,8 +9,11 @@
 //! meanwhile only finds the flag set. A connection storm therefore costs one
 //! flag check per socket and one broadcast per interval.
 //!
-//! With broadcasting off, a socket gets the list once when it connects and as
-//! the ack of its own `users:online` event.
+//! With broadcasting off, a socket gets the list once when it connects (unless
+//! that is turned off too: a list to every connecting socket is quadratic in a
+//! connection storm) and as the ack of its own `users:online` event. The list
+//! sent on connect is a snapshot: volatile, not kept for recovery (a recovered
+//! client asks again or gets the next broadcast).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +25,7 @@ use switchboard_gateway::{Namespace, Socket, Target};
 /// Presence of every chat namespace.
 pub(crate) struct Presence {
     broadcast: bool,
+    on_connect: bool,
     interval: Duration,
     namespaces: Mutex<HashMap<String, Arc<Online>>>,
 }
@@ -42,8 +46,8 @@ struct Schedule {
 }
 
 impl Presence {
-    pub(crate) fn new(broadcast: bool, interval: Duration) -> Self {
-        Self { broadcast, interval, namespaces: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(broadcast: bool, on_connect: bool, interval: Duration) -> Self {
+        Self { broadcast, on_connect, interval, namespaces: Mutex::new(HashMap::new()) }
     }
 
     fn online(&self, nsp: &str) -> Arc<Online> {
@@ -65,8 +69,8 @@ impl Presence {
         if self.broadcast && first {
             // The broadcast reaches this socket too.
             online.schedule(socket.namespace().clone(), self.interval);
-        } else {
-            socket.emit("users:online", &[json!(online.list())]);
+        } else if self.broadcast || self.on_connect {
+            socket.emit_volatile("users:online", &[json!(online.list())]);
         }
     }
 

@@ -87,6 +87,9 @@ pub(crate) struct Settings {
 
     #[arg(long, env = "SWITCHBOARD_PRESENCE_BROADCAST", default_value = "true", value_parser = boolean("SWITCHBOARD_PRESENCE_BROADCAST"), global = true)]
     pub(crate) presence_broadcast: bool,
+    /// With SWITCHBOARD_PRESENCE_BROADCAST=false: send the online list to each socket on connect.
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_ON_CONNECT", default_value = "true", value_parser = boolean("SWITCHBOARD_PRESENCE_ON_CONNECT"), global = true)]
+    pub(crate) presence_on_connect: bool,
     #[arg(long, env = "SWITCHBOARD_PRESENCE_INTERVAL", default_value = "250ms", value_parser = duration("SWITCHBOARD_PRESENCE_INTERVAL"), global = true)]
     pub(crate) presence_interval: Duration,
     #[arg(long, env = "SWITCHBOARD_ANNOUNCE_ROLES", default_value = "admin", global = true)]

@@ -96,6 +96,7 @@ fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
 fn chat_config(settings: &Settings) -> ChatConfig {
     ChatConfig {
         presence_broadcast: settings.presence_broadcast,
+        presence_on_connect: settings.presence_on_connect,
         presence_interval: settings.presence_interval,
         announce_roles: settings
             .announce_roles
