@@ -10,6 +10,28 @@ root=$(pwd)
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Runs a command as root: directly when root (CI), through sudo otherwise.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "error: '$*' needs root, and sudo is missing" >&2
+    return 1
+  fi
+}
+
+# The Redis tests start a private redis-server on a free port (testkit's
+# RedisServer): they need the binary only. This step installs the package
+# when the binary is missing and does nothing else: it never starts, stops
+# or configures the system Redis service, and the tests never use it.
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  step "install redis-server"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+fi
+
 step "format"
 cargo fmt --all -- --check
 

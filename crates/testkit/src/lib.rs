@@ -28,10 +28,12 @@
 
 pub mod client;
 pub mod http;
+pub mod redis;
 pub mod server;
 
 pub use client::{ConnectError, Event, TestClient};
 pub use http::HttpResponse;
+pub use redis::RedisServer;
 pub use server::{Options, TestServer, spawn_standalone};
 pub use switchboard_auth::mint_hs256;
 
