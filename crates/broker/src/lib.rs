@@ -8,6 +8,8 @@
 //! - [`id`]: stream entry ids (`<ms>-<seq>`), parsed and formatted.
 //! - [`memory`]: [`MemoryBroker`], the in-process implementation of
 //!   standalone mode and tests.
+//! - [`redis`]: [`RedisBroker`], the implementation of a cluster, over
+//!   `redis` and `deadpool-redis`.
 //! - [`subscription`]: [`Subscription`], the receiving end of
 //!   [`Broker::subscribe`].
 //!
@@ -15,10 +17,11 @@
 //! implementation maps each method to one or two commands: streams
 //! (`XADD` with `MAXLEN`/`MINID`, `XRANGE`, `XREVRANGE`), `SET NX PX`,
 //! `PUBLISH`/`SUBSCRIBE`. What is not here: what the chat stores (crate
-//! `switchboard-chat`), the Redis implementation (a later step).
+//! `switchboard-chat`).
 
 pub mod id;
 pub mod memory;
+pub mod redis;
 pub mod subscription;
 
 use std::future::Future;
@@ -29,6 +32,7 @@ use bytes::Bytes;
 
 pub use id::StreamId;
 pub use memory::MemoryBroker;
+pub use redis::{RedisBroker, RedisOptions, Trim};
 pub use subscription::Subscription;
 
 /// A boxed future, as the trait's methods return them (object safety).
@@ -53,6 +57,10 @@ pub enum BrokerError {
     /// The subscription ended (the broker is gone).
     #[error("subscription closed")]
     Closed,
+    /// The broker's settings are wrong (a Redis URL that does not parse); a
+    /// process should not start with them.
+    #[error("invalid broker configuration: {0}")]
+    Config(String),
 }
 
 /// One stream entry: its id and the bytes appended.
@@ -83,7 +91,9 @@ impl Retention {
 ///
 /// Streams are append-only logs with ids that sort in append order; keys are
 /// write-once values with an optional time to live; channels carry
-/// fire-and-forget messages to whoever subscribes at the time.
+/// fire-and-forget messages to whoever subscribes at the time. In Redis,
+/// stream names and keys share one namespace: callers keep them apart (by a
+/// prefix); channels have their own.
 pub trait Broker: Send + Sync + 'static {
     /// Appends `data` to `stream` (created on first append), trims it to
     /// `retention`, and returns the new entry's id.

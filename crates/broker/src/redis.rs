@@ -1,0 +1,372 @@
+//! [`RedisBroker`]: the broker of a cluster, over one Redis server.
+//!
+//! Commands go through a `deadpool-redis` pool of multiplexed connections;
+//! channels go through one dedicated pub/sub connection owned by a background
+//! task ([`pubsub`]), which reconnects and resubscribes by itself. Each trait
+//! method is one round trip:
+//!
+//! | method | Redis |
+//! |---|---|
+//! | `stream_append` | a script: `XADD MAXLEN`, `XTRIM MINID` (`~` or `=`, see [`Trim`]), `PEXPIRE` ([`stream`]) |
+//! | `stream_range_after` | `XRANGE key (id + COUNT n` |
+//! | `stream_last` | `XREVRANGE key + - COUNT n` |
+//! | `stream_get` | `XRANGE key id id COUNT 1` |
+//! | `set_if_absent`, `get`, `delete` | `SET NX PX`, `GET`, `DEL` |
+//! | `publish`, `subscribe` | `PUBLISH`, `SUBSCRIBE` on the pub/sub connection |
+//!
+//! Every failure, the pool's included, is [`BrokerError::Unavailable`], and
+//! every call is bounded by [`RedisOptions::command_timeout`]: an outage is an
+//! error within that time, never a panic or a hang. The broker can be built
+//! while Redis is down and heals when it is back: pooled connections are
+//! checked (`PING`, by `deadpool-redis`) when taken and replaced when
+//! broken, which costs a round trip per call but means no call fails on a
+//! connection that died while it sat in the pool.
+//!
+//! What is not here: knowing what the streams and keys mean (the chat and the
+//! router), Redis Cluster or Sentinel, TLS.
+
+mod options;
+mod pubsub;
+mod stream;
+
+pub use options::{RedisOptions, Trim};
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
+use bytes::Bytes;
+use deadpool_redis::{Manager, Pool, PoolError, Runtime};
+
+use crate::{BoxFuture, Broker, BrokerError, Entry, Result, Retention, StreamId, Subscription};
+
+/// Histogram of command durations, label `command`.
+pub const COMMAND_DURATION: &str = "switchboard_broker_redis_command_duration_seconds";
+/// Counter of failed commands, label `command`.
+pub const ERRORS: &str = "switchboard_broker_redis_errors_total";
+/// Counter of connections regained after losing Redis, label `connection`
+/// (`pubsub` or `commands`).
+pub const RECONNECTS: &str = "switchboard_broker_redis_reconnects_total";
+
+/// Registers the descriptions of this module's metrics with the installed
+/// recorder.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(COMMAND_DURATION, metrics::Unit::Seconds, "Redis command round trips, by command.");
+    metrics::describe_counter!(ERRORS, "Redis commands that failed or timed out, by command.");
+    metrics::describe_counter!(RECONNECTS, "Times Redis was reached again after it was lost, by connection.");
+}
+
+/// The Redis broker. Share it as `Arc<dyn Broker>`; dropping it stops its
+/// pub/sub task and closes every subscription.
+pub struct RedisBroker {
+    pool: Pool,
+    options: RedisOptions,
+    append: ::redis::Script,
+    state: Arc<State>,
+    pubsub: pubsub::PubSub,
+}
+
+/// What the command path and the pub/sub task both update.
+#[derive(Debug, Default)]
+struct State {
+    reconnects: AtomicU64,
+    /// The last command failed for want of Redis: the next success counts as
+    /// a reconnect.
+    commands_down: AtomicBool,
+    pubsub_connected: AtomicBool,
+}
+
+impl State {
+    fn reconnected(&self, connection: &'static str) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(RECONNECTS, "connection" => connection).increment(1);
+        tracing::info!(connection, "redis reachable again");
+    }
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("options", &self.options)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBroker {
+    /// A broker for `url` (`redis://host:port/db`). Nothing is awaited on
+    /// Redis: this succeeds while Redis is down, and calls fail with
+    /// [`BrokerError::Unavailable`] until it is up. A URL that does not parse
+    /// is [`BrokerError::Config`].
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisBroker> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.command_timeout));
+        let invalid = |error: RedisError| BrokerError::Config(format!("redis url: {error}"));
+        let manager = Manager::new_with_config(url, config).map_err(invalid)?;
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.command_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.command_timeout))
+            .build()
+            .map_err(|error| BrokerError::Config(format!("redis pool: {error}")))?;
+        let client = Client::open(url).map_err(invalid)?;
+        let state = Arc::new(State::default());
+        let pubsub = pubsub::PubSub::spawn(client, options.clone(), state.clone());
+        Ok(RedisBroker { pool, options, append: stream::append_script(), state, pubsub })
+    }
+
+    pub fn options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// One `PING` through the pool, bounded by the command timeout; the
+    /// round trip it took.
+    pub async fn ping(&self) -> Result<Duration> {
+        let started = Instant::now();
+        self.run("PING", |mut conn| async move { ::redis::cmd("PING").query_async::<String>(&mut conn).await }).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Readiness: Redis answers `PING` and the pub/sub connection is up.
+    pub async fn health(&self) -> Result<()> {
+        self.ping().await?;
+        if self.pubsub_connected() {
+            Ok(())
+        } else {
+            Err(BrokerError::Unavailable("redis pub/sub connection is down".to_owned()))
+        }
+    }
+
+    /// Whether the pub/sub connection is up (subscribed to every channel
+    /// that has a local subscriber).
+    pub fn pubsub_connected(&self) -> bool {
+        self.state.pubsub_connected.load(Ordering::Relaxed)
+    }
+
+    /// How often Redis was reached again after it was lost, by the command
+    /// pool or by the pub/sub connection.
+    pub fn reconnects(&self) -> u64 {
+        self.state.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Runs one command on a pooled connection within the command timeout,
+    /// recording its duration, and maps every failure to `Unavailable`.
+    async fn run<T, F, Fut>(&self, command: &'static str, query: F) -> Result<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.options.command_timeout, async {
+            let pooled = self.pool.get().await.map_err(Failure::Pool)?;
+            let result = query(MultiplexedConnection::clone(&pooled)).await;
+            if result.as_ref().is_err_and(is_connection_error) {
+                // Not back into the pool: the next caller gets a new one.
+                drop(deadpool_redis::Connection::take(pooled));
+            }
+            result.map_err(Failure::Redis)
+        })
+        .await
+        .unwrap_or(Err(Failure::Timeout));
+        metrics::histogram!(COMMAND_DURATION, "command" => command).record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(value) => {
+                if self.state.commands_down.swap(false, Ordering::Relaxed) {
+                    self.state.reconnected("commands");
+                }
+                Ok(value)
+            }
+            Err(failure) => {
+                metrics::counter!(ERRORS, "command" => command).increment(1);
+                if failure.is_outage() {
+                    self.state.commands_down.store(true, Ordering::Relaxed);
+                }
+                let error = failure.describe(command, self.options.command_timeout);
+                tracing::debug!(%error, "redis command failed");
+                Err(error)
+            }
+        }
+    }
+
+    async fn range(&self, command: &'static str, key: &str, start: String, end: String, count: usize) -> Result<Value> {
+        let mut cmd = ::redis::cmd(command);
+        cmd.arg(key).arg(start).arg(end).arg("COUNT").arg(count);
+        self.run(command, |mut conn| async move { cmd.query_async::<Value>(&mut conn).await }).await
+    }
+}
+
+/// Why a command did not complete.
+enum Failure {
+    Pool(PoolError),
+    Redis(RedisError),
+    Timeout,
+}
+
+impl Failure {
+    /// Redis could not be reached, as opposed to an answer that was an error.
+    fn is_outage(&self) -> bool {
+        match self {
+            Failure::Pool(_) | Failure::Timeout => true,
+            Failure::Redis(error) => is_connection_error(error),
+        }
+    }
+
+    fn describe(self, command: &str, timeout: Duration) -> BrokerError {
+        BrokerError::Unavailable(match self {
+            Failure::Pool(error) => format!("redis {command}: no connection: {error}"),
+            Failure::Redis(error) => format!("redis {command}: {error}"),
+            Failure::Timeout => format!("redis {command}: no answer within {timeout:?}"),
+        })
+    }
+}
+
+fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+fn unavailable(error: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(format!("redis: {error}"))
+}
+
+/// `PX` milliseconds for a time to live: at least 1, which Redis requires.
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).clamp(1, i64::MAX as u64 / 2)
+}
+
+// === impl Broker ===
+
+impl Broker for RedisBroker {
+    fn stream_append<'a>(
+        &'a self,
+        stream: &'a str,
+        data: Bytes,
+        retention: Retention,
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let invocation = stream::append_invocation(&self.append, stream, &data, retention, self.options.trim);
+            let id =
+                self.run("XADD", |mut conn| async move { invocation.invoke_async::<String>(&mut conn).await }).await?;
+            stream::padded(&id)
+        })
+    }
+
+    fn stream_range_after<'a>(
+        &'a self,
+        stream: &'a str,
+        after: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<Entry>>> {
+        Box::pin(async move {
+            let after: StreamId = after.parse()?;
+            if count == 0 || after == StreamId::new(u64::MAX, u64::MAX) {
+                return Ok(Vec::new());
+            }
+            let start = format!("({}", stream::redis_id(after));
+            let reply = self.range("XRANGE", stream, start, "+".to_owned(), count).await?;
+            stream::entries(reply)
+        })
+    }
+
+    fn stream_last<'a>(&'a self, stream: &'a str, count: usize) -> BoxFuture<'a, Result<Vec<Entry>>> {
+        Box::pin(async move {
+            if count == 0 {
+                return Ok(Vec::new());
+            }
+            let reply = self.range("XREVRANGE", stream, "+".to_owned(), "-".to_owned(), count).await?;
+            let mut entries = stream::entries(reply)?;
+            entries.reverse();
+            Ok(entries)
+        })
+    }
+
+    fn stream_get<'a>(&'a self, stream: &'a str, id: &'a str) -> BoxFuture<'a, Result<Option<Entry>>> {
+        Box::pin(async move {
+            let id = stream::redis_id(id.parse()?);
+            let reply = self.range("XRANGE", stream, id.clone(), id, 1).await?;
+            Ok(stream::entries(reply)?.into_iter().next())
+        })
+    }
+
+    fn set_if_absent<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(key).arg(&value[..]).arg("NX");
+            if let Some(ttl) = ttl {
+                cmd.arg("PX").arg(ttl_millis(ttl));
+            }
+            let reply = self.run("SET", |mut conn| async move { cmd.query_async::<Value>(&mut conn).await }).await?;
+            match reply {
+                Value::Okay => Ok(true),
+                Value::Nil => Ok(false),
+                other => Err(unavailable(format_args!("unexpected SET reply {other:?}"))),
+            }
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("GET");
+            cmd.arg(key);
+            let value = self.run("GET", |mut conn| async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await });
+            Ok(value.await?.map(Bytes::from))
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("DEL");
+            cmd.arg(key);
+            let removed = self.run("DEL", |mut conn| async move { cmd.query_async::<u64>(&mut conn).await }).await?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("PUBLISH");
+            cmd.arg(channel).arg(&message[..]);
+            self.run("PUBLISH", |mut conn| async move { cmd.query_async::<usize>(&mut conn).await }).await
+        })
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.pubsub.subscribe(channel, self.options.command_timeout).await;
+            metrics::histogram!(COMMAND_DURATION, "command" => "SUBSCRIBE").record(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                metrics::counter!(ERRORS, "command" => "SUBSCRIBE").increment(1);
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_at_least_one_millisecond() {
+        assert_eq!(ttl_millis(Duration::ZERO), 1);
+        assert_eq!(ttl_millis(Duration::from_micros(1500)), 1);
+        assert_eq!(ttl_millis(Duration::from_secs(2)), 2000);
+        assert_eq!(ttl_millis(Duration::MAX), i64::MAX as u64 / 2);
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_a_config_error() {
+        let error = RedisBroker::connect("http://nope", RedisOptions::default()).await.err();
+        assert!(matches!(error, Some(BrokerError::Config(_))), "{error:?}");
+    }
+}
