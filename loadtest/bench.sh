@@ -114,14 +114,19 @@ SERVER_PIDS=()
 # Starts one process of the server under test on the server core.
 spawn() { # log-name command...
   local logname=$1; shift
-  # setsid, nice and taskset exec the command: $! is the server's own pid.
-  setsid nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" >"$out.$logname.log" 2>&1 &
+  boosted "$SERVER_CPU" "$@" >"$out.$logname.log" 2>&1 &
   SERVER_PIDS+=($!)
-  boost $!
 }
 
-# Gives the session (autogroup) of a pid the priority $NICE; best effort.
-boost() { echo "$NICE" >"/proc/$1/autogroup" 2>/dev/null || true; }
+# Runs a command pinned to a CPU in a new session whose autogroup has nice
+# $NICE. The autogroup is set from inside the new session before the exec, so
+# there is no race; setsid, bash, nice and taskset all exec: $! is the
+# command's own pid.
+boosted() { # cpu command...
+  local cpu=$1; shift
+  exec setsid bash -c 'echo "$1" >/proc/self/autogroup 2>/dev/null || true; n=$1 c=$2; shift 2; exec nice -n "$n" taskset -c "$c" "$@"' \
+    boosted "$NICE" "$cpu" "$@"
+}
 
 wait_port() { # port
   local i pid
@@ -230,11 +235,10 @@ run_one() { # server scenario rep
   local report lg
   report=$(mktemp)
   # shellcheck disable=SC2086 # args and pids are lists of words
-  setsid nice -n "$NICE" taskset -c "$LOADGEN_CPU" timeout 900 "$LOADGEN" $args \
+  boosted "$LOADGEN_CPU" timeout 900 "$LOADGEN" $args \
     --url "$SERVER_URLS" --jwt-secret "$JWT_SECRET" --server-pid "${pids// /,}" \
     >"$report" 2>>"$out.loadgen.log" &
   lg=$!
-  boost "$lg"
   wait "$lg" || true
   json=$(tail -n 1 "$report")
   rm -f "$report"
