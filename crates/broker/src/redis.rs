@@ -2,12 +2,12 @@
 //!
 //! Commands go through a `deadpool-redis` pool of multiplexed connections;
 //! channels go through one dedicated pub/sub connection owned by a background
-//! task ([`pubsub`]), which reconnects and resubscribes by itself. Each trait
+//! task (module `pubsub`), which reconnects and resubscribes by itself. Each trait
 //! method is one round trip:
 //!
 //! | method | Redis |
 //! |---|---|
-//! | `stream_append` | a script: `XADD MAXLEN`, `XTRIM MINID` (`~` or `=`, see [`Trim`]), `PEXPIRE` ([`stream`]) |
+//! | `stream_append` | a script: `XADD MAXLEN`, `XTRIM MINID` (`~` or `=`, see [`Trim`]), `PEXPIRE` (module `stream`) |
 //! | `stream_range_after` | `XRANGE key (id + COUNT n` |
 //! | `stream_last` | `XREVRANGE key + - COUNT n` |
 //! | `stream_get` | `XRANGE key id id COUNT 1` |

@@ -2,8 +2,8 @@
 //! [`RedisServer`], never the system Redis): the trait's conformance suite,
 //! run against the memory broker too; what only Redis does (approximate
 //! trimming, several brokers on one server); and outages: Redis stopped,
-//! Redis not answering, Redis down at start, each bounded in time and healed
-//! without a restart.
+//! frozen, down at start, or a peer that never answers, each bounded in time
+//! and healed without a restart.
 
 #[path = "redis/conformance.rs"]
 mod conformance;
@@ -205,6 +205,22 @@ async fn an_outage_is_unavailable_in_time_and_heals_with_subscriptions() {
     let mut fresh = b.subscribe("fresh").await.unwrap();
     b.publish("fresh", Bytes::from_static(b"new")).await.unwrap();
     assert_eq!(recv(&mut fresh).await, Bytes::from_static(b"new"));
+}
+
+#[tokio::test]
+async fn a_frozen_redis_is_unavailable_in_time_and_noticed_by_pubsub() {
+    let redis = RedisServer::start();
+    let b = broker(&redis, options()).await;
+    let mut subscription = b.subscribe("deliveries").await.unwrap();
+    redis.freeze();
+    every_call_unavailable(&b).await;
+    eventually("pub/sub pings time out", HEAL, || async { (!b.pubsub_connected()).then_some(()) }).await;
+    redis.thaw();
+    eventually("health", HEAL, || async { b.health().await.ok() }).await;
+    // Nothing was published in the gap (Redis had no data lost either).
+    b.publish("deliveries", Bytes::from_static(b"thawed")).await.unwrap();
+    assert_eq!(recv(&mut subscription).await, Bytes::from_static(b"thawed"));
+    assert!(b.reconnects() >= 2, "{}", b.reconnects());
 }
 
 #[tokio::test]

@@ -78,6 +78,28 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP to its own pid): connections stay open
+    /// and nothing answers, a Redis that hangs. [`thaw`](Self::thaw) resumes it.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    /// Through the shell's `kill` builtin, which every machine has.
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the redis-server is running");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{name} {}", child.id()))
+            .status()
+            .unwrap_or_else(|e| panic!("sh -c kill: {e}"));
+        assert!(status.success(), "kill -{name} {} failed: {status}", child.id());
+    }
+
     /// Stops the server if it runs and starts it again on the same port;
     /// panics if it does not come up.
     pub fn restart(&mut self) {

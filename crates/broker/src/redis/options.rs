@@ -10,12 +10,12 @@ pub enum Trim {
     /// asked; never fewer.
     #[default]
     Approximate,
-    /// `MAXLEN =` / `MINID =`: exactly what [`Retention`] says, as the
+    /// `MAXLEN =` / `MINID =`: exactly what [`Retention`](crate::Retention) says, as the
     /// memory broker does, at some cost per append.
     Exact,
 }
 
-/// Settings of a [`RedisBroker`].
+/// Settings of a [`RedisBroker`](super::RedisBroker).
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
     /// Bound on one call: taking a pooled connection and the round trip.

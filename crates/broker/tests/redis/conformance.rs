@@ -9,17 +9,18 @@ use bytes::Bytes;
 use switchboard_broker::{Broker, BrokerError, Entry, Retention, StreamId};
 
 const KEEP_ALL: Retention = Retention { max_len: 1000, max_age: None };
+/// The age limit and time to live of the retention and expiry checks.
+const AGE: Duration = Duration::from_millis(150);
+const PAST_AGE: Duration = Duration::from_millis(250);
 
 fn texts(entries: &[Entry]) -> Vec<&[u8]> {
     entries.iter().map(|e| &e.data[..]).collect()
 }
 
-/// Runs every check on `broker`, which must be empty.
+/// Runs every check on `broker`, which must be empty. The checks use
+/// different names, so they run at once.
 pub(crate) async fn all(broker: &dyn Broker) {
-    streams(broker).await;
-    retention(broker).await;
-    keys(broker).await;
-    pubsub(broker).await;
+    tokio::join!(streams(broker), retention(broker), keys(broker), pubsub(broker));
 }
 
 async fn streams(b: &dyn Broker) {
@@ -77,43 +78,45 @@ async fn retention(b: &dyn Broker) {
     b.stream_append("one", Bytes::from_static(b"b"), Retention::new(0, None)).await.unwrap();
     assert_eq!(texts(&b.stream_last("one", 10).await.unwrap()), vec![&b"b"[..]], "at least one is kept");
 
-    let age = Retention::new(100, Some(Duration::from_millis(40)));
+    // Ages and sleeps leave room for a loaded machine: a read must follow its
+    // append within AGE.
+    let age = Retention::new(100, Some(AGE));
     b.stream_append("a", Bytes::from_static(b"old"), age).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(PAST_AGE).await;
     b.stream_append("a", Bytes::from_static(b"new"), age).await.unwrap();
     assert_eq!(texts(&b.stream_last("a", 10).await.unwrap()), vec![&b"new"[..]], "trimmed by age");
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(PAST_AGE).await;
     assert!(b.stream_last("a", 10).await.unwrap().is_empty(), "a quiet stream ages out entirely");
 
     // A later append without an age limit keeps the stream.
     b.stream_append("kept", Bytes::from_static(b"1"), age).await.unwrap();
     b.stream_append("kept", Bytes::from_static(b"2"), KEEP_ALL).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(PAST_AGE).await;
     assert_eq!(b.stream_last("kept", 10).await.unwrap().len(), 2);
 }
 
 async fn keys(b: &dyn Broker) {
-    assert!(b.set_if_absent("k", Bytes::from_static(b"1"), None).await.unwrap());
-    assert!(!b.set_if_absent("k", Bytes::from_static(b"2"), None).await.unwrap());
-    assert_eq!(b.get("k").await.unwrap(), Some(Bytes::from_static(b"1")));
-    assert!(b.delete("k").await.unwrap());
-    assert!(!b.delete("k").await.unwrap());
-    assert_eq!(b.get("k").await.unwrap(), None);
-    assert_eq!(b.get("never").await.unwrap(), None);
+    assert!(b.set_if_absent("key:k", Bytes::from_static(b"1"), None).await.unwrap());
+    assert!(!b.set_if_absent("key:k", Bytes::from_static(b"2"), None).await.unwrap());
+    assert_eq!(b.get("key:k").await.unwrap(), Some(Bytes::from_static(b"1")));
+    assert!(b.delete("key:k").await.unwrap());
+    assert!(!b.delete("key:k").await.unwrap());
+    assert_eq!(b.get("key:k").await.unwrap(), None);
+    assert_eq!(b.get("key:never").await.unwrap(), None);
 
     let binary = Bytes::from_static(&[0, 1, 255]);
     assert!(b.set_if_absent("key:bin", binary.clone(), None).await.unwrap());
     assert_eq!(b.get("key:bin").await.unwrap(), Some(binary));
 
-    let ttl = Some(Duration::from_millis(30));
-    assert!(b.set_if_absent("t", Bytes::from_static(b"1"), ttl).await.unwrap());
-    assert!(!b.set_if_absent("t", Bytes::from_static(b"1"), ttl).await.unwrap());
-    assert_eq!(b.get("t").await.unwrap(), Some(Bytes::from_static(b"1")));
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(b.get("t").await.unwrap(), None);
-    assert!(!b.delete("t").await.unwrap(), "an expired key is not deleted");
-    assert!(b.set_if_absent("t", Bytes::from_static(b"1"), ttl).await.unwrap(), "expired keys are absent");
-    assert!(b.set_if_absent("zero", Bytes::from_static(b"1"), Some(Duration::ZERO)).await.unwrap());
+    let ttl = Some(AGE);
+    assert!(b.set_if_absent("key:t", Bytes::from_static(b"1"), ttl).await.unwrap());
+    assert!(!b.set_if_absent("key:t", Bytes::from_static(b"1"), ttl).await.unwrap());
+    assert_eq!(b.get("key:t").await.unwrap(), Some(Bytes::from_static(b"1")));
+    tokio::time::sleep(PAST_AGE).await;
+    assert_eq!(b.get("key:t").await.unwrap(), None);
+    assert!(!b.delete("key:t").await.unwrap(), "an expired key is not deleted");
+    assert!(b.set_if_absent("key:t", Bytes::from_static(b"1"), ttl).await.unwrap(), "expired keys are absent");
+    assert!(b.set_if_absent("key:zero", Bytes::from_static(b"1"), Some(Duration::ZERO)).await.unwrap());
 }
 
 async fn pubsub(b: &dyn Broker) {
