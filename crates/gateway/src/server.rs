@@ -237,7 +237,7 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
     }
     let method = request.method().clone();
     match query.get("sid") {
-        None => handshake(shared, transport, request).await,
+        None => Box::pin(handshake(shared, transport, request)).await,
         Some(sid) => {
             let Some(conn) = shared.engines.get(sid.as_str()).map(|c| c.clone()) else {
                 if transport == Transport::Polling
@@ -262,7 +262,7 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                 (Transport::Polling, Method::POST) => {
                     let max = shared.config.engine.max_payload;
                     match read_body(request, max).await {
-                        Ok(body) => polling::post(conn, body).await,
+                        Ok(body) => Box::pin(polling::post(conn, body)).await,
                         Err(status) => {
                             if status == StatusCode::PAYLOAD_TOO_LARGE {
                                 crate::limits::Limit::PayloadSize.count();

@@ -47,7 +47,9 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, upgrade: oneshot::Receiver<WsCo
             ws = async { upgrade.as_mut().expect("guarded").await }, if upgrade.is_some() => {
                 upgrade = None;
                 if let Ok(ws) = ws {
-                    ws::drive(conn, ws, connect_check).await;
+                    // Boxed so that a session still on polling does not carry
+                    // the WebSocket driver's size.
+                    Box::pin(ws::drive(conn, ws, connect_check)).await;
                     return;
                 }
             }

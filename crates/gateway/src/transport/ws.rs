@@ -156,7 +156,7 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn, mut connect_che
     tokio::pin!(sleep);
     let mut close_code = 1000;
     let mut early = std::mem::take(&mut ws.early);
-    if let Some(reason) = handle_messages(&conn, &ws, &mut early).await {
+    if let Some(reason) = Box::pin(handle_messages(&conn, &ws, &mut early)).await {
         conn.request_close(reason);
     }
 
@@ -181,7 +181,9 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn, mut connect_che
                         break CloseReason::TransportError;
                     }
                 }
-                if let Some(reason) = handle_messages(&conn, &ws, &mut messages).await {
+                // Boxed: the packet handling future is most of this task's
+                // size, and an idle connection should not carry it.
+                if let Some(reason) = Box::pin(handle_messages(&conn, &ws, &mut messages)).await {
                     break reason;
                 }
             }
@@ -222,6 +224,13 @@ pub(crate) async fn drive(conn: Arc<EngineConn>, mut ws: WsConn, mut connect_che
         }
     };
 
+    // Boxed: the close sequence is needed once, not carried by every idle
+    // connection's task.
+    Box::pin(close(conn, ws, pending, reason, close_code)).await;
+}
+
+/// The close sequence of a WebSocket session.
+async fn close(conn: Arc<EngineConn>, ws: WsConn, mut pending: Pending, reason: CloseReason, close_code: u16) {
     if conn.outbox().overflowed() {
         // Nothing more is written to a client that does not read.
         conn.finish(CloseReason::SlowReader).await;
