@@ -174,6 +174,35 @@ async fn read_chunked(stream: &mut BufReader<TcpStream>) -> anyhow::Result<Vec<u
 mod tests {
     use super::*;
 
+    /// Serves `responses` one after the other on one connection.
+    async fn serve(responses: Vec<&'static str>) -> Target {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            for r in responses {
+                let _ = sock.read(&mut buf).await.unwrap();
+                sock.write_all(r.as_bytes()).await.unwrap();
+            }
+        });
+        Target::new(&format!("http://{addr}"), "/socket.io/", None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_content_length_and_chunked_bodies_on_one_connection() {
+        let target = serve(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n42[\r\n2\r\n1]\r\n0\r\n\r\n",
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad",
+        ])
+        .await;
+        let mut conn = HttpConn::connect(&target, 0).await.unwrap();
+        assert_eq!(conn.request("POST", "/socket.io/", "40").await.unwrap(), "ok");
+        assert_eq!(conn.request("GET", "/socket.io/", "").await.unwrap(), "42[1]");
+        assert!(conn.request("GET", "/socket.io/", "").await.is_err());
+    }
+
     #[test]
     fn parses_status_lines() {
         assert_eq!(parse_status("HTTP/1.1 200 OK\r\n").unwrap(), 200);
