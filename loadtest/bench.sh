@@ -10,6 +10,7 @@
 #                          [--repeat N] [--port P] [--out FILE] [--quick]
 #        loadtest/bench.sh --pid PID --port P [--scenarios ...]   # a server already running
 #        loadtest/bench.sh --cmd 'COMMAND' --name NAME --port P   # any server start command
+#        loadtest/bench.sh --markdown RESULTS.jsonl   # medians of a past run as a Markdown table
 #
 # Each scenario gets a freshly started server (so RSS figures start clean),
 # stopped afterwards by its pid. `node-cluster` (`socketioxide-cluster`) is
@@ -48,6 +49,7 @@ attach_pid=""
 custom_cmd=""
 custom_name=custom
 quick=0
+markdown_of=""
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -60,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     --cmd) custom_cmd=$2; shift 2 ;;
     --name) custom_name=$2; shift 2 ;;
     --quick) quick=1; shift ;;
+    --markdown) markdown_of=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
@@ -292,7 +295,31 @@ medians() {
     | join("  ")' "$out"
 }
 
+# Medians over repetitions as a Markdown table (docs/benchmarks.md).
+markdown() { # results.jsonl
+  echo "| server | scenario | runs | server CPU µs/delivery | server CPU µs/connect | RSS KiB/conn | deliveries/s | p50 ms | p99 ms | loss | server core | loadgen core | loadgen µs/delivery |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  jq -rs '
+    def med: map(select(. != null)) | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+    def f(n): if . == null then "–" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+    group_by([.name, .scenario])[]
+    | [ .[0].name, .[0].scenario, (length | tostring),
+        (map(.server.cpu_us_per_delivery) | med | f(1)),
+        (map(.server.cpu_us_per_connect) | med | f(0)),
+        (map(.server.rss_kib_per_connection) | med | f(1)),
+        (map(.deliveries_per_s) | med | f(0)),
+        (map(if .delivered > 0 then .latency_p50_ms else null end) | med | f(2)),
+        (map(if .delivered > 0 then .latency_p99_ms else null end) | med | f(1)),
+        (map(if .expected > 0 then .loss else null end) | med | f(4)),
+        (map(.server.cpu_util) | med | f(2)),
+        (map(.loadgen_cpu_util) | med | f(2)),
+        (map(.loadgen_cpu_us_per_delivery) | med | f(2)) ]
+    | "| " + join(" | ") + " |"' "$1"
+}
+
 # --- main -------------------------------------------------------------------
+
+if [[ -n $markdown_of ]]; then markdown "$markdown_of"; exit 0; fi
 
 ensure_loadgen
 IFS=, read -ra server_list <<<"$servers"
