@@ -87,6 +87,12 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0)]
     pub(crate) payload_bytes: usize,
 
+    /// WebSocket read buffer per client, bytes. Larger means fewer reads
+    /// when the server coalesces frames (fan-out), and more memory per idle
+    /// client (it is zero-filled before every read, so it is resident).
+    #[arg(long, default_value_t = 2048)]
+    pub(crate) read_buffer: usize,
+
     /// Fraction of clients that use HTTP long-polling instead of WebSocket.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) polling_fraction: f64,
@@ -153,6 +159,7 @@ impl Args {
             "--namespace must start with / and hold no comma"
         );
         anyhow::ensure!(self.payload_bytes <= 1 << 20, "--payload-bytes is at most 1 MiB");
+        anyhow::ensure!((256..=1 << 20).contains(&self.read_buffer), "--read-buffer must be within 256..=1048576");
         Ok(())
     }
 }

@@ -59,7 +59,7 @@ async fn setup(fleet: &Fleet, index: usize, role: Role, stage: &mut &'static str
     let started = Instant::now();
     let polling = fleet.polling(index);
     *stage = if polling { "polling open" } else { "websocket open" };
-    let (mut conn, _open) = Conn::open(&fleet.target, index, polling).await?;
+    let (mut conn, _open) = Conn::open(&fleet.target, index, polling, fleet.read_buffer).await?;
     *stage = "CONNECT";
     conn.send(socketio::connect(ns, token.as_deref())).await?;
     wait_for(&mut conn, ns, |p| match p {

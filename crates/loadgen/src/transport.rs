@@ -21,12 +21,17 @@ pub(crate) enum Conn {
 impl Conn {
     /// Opens an Engine.IO session for client `index` and reads its open
     /// packet.
-    pub(crate) async fn open(target: &Target, index: usize, polling: bool) -> anyhow::Result<(Self, Open)> {
+    pub(crate) async fn open(
+        target: &Target,
+        index: usize,
+        polling: bool,
+        read_buffer: usize,
+    ) -> anyhow::Result<(Self, Open)> {
         if polling {
             let (conn, open) = polling::PollingConn::open(target, index).await?;
             Ok((Self::Polling(Box::new(conn)), open))
         } else {
-            let (conn, open) = ws::WsConn::open(target, index).await?;
+            let (conn, open) = ws::WsConn::open(target, index, read_buffer).await?;
             Ok((Self::Ws(conn), open))
         }
     }

@@ -1,5 +1,5 @@
 //! Engine.IO over a WebSocket (tokio-tungstenite), with small buffers: an
-//! idle client holds one 2 KiB read buffer and nothing else of size.
+//! idle client holds one read buffer (2 KiB by default) and nothing else of size.
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
@@ -11,9 +11,6 @@ use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 use crate::engineio::Open;
 use crate::target::Target;
 
-/// Read buffer per connection; frames larger than this still arrive whole.
-/// tungstenite zero-fills it before every read, so bigger costs CPU too.
-const READ_BUFFER: usize = 2 * 1024;
 /// Frames fed before a flush are coalesced up to this size.
 const WRITE_BUFFER: usize = 16 * 1024;
 
@@ -22,9 +19,11 @@ pub(crate) struct WsConn {
 }
 
 impl WsConn {
-    pub(crate) async fn open(target: &Target, index: usize) -> anyhow::Result<(Self, Open)> {
+    /// `read_buffer`: bytes read per syscall at most; frames larger than it
+    /// still arrive whole.
+    pub(crate) async fn open(target: &Target, index: usize, read_buffer: usize) -> anyhow::Result<(Self, Open)> {
         let tcp = target.connect(index).await?;
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER);
+        let config = WebSocketConfig::default().read_buffer_size(read_buffer).write_buffer_size(WRITE_BUFFER);
         let (ws, _response) =
             client_async_with_config(target.ws_url(index), tcp, Some(config)).await.context("websocket handshake")?;
         let mut conn = Self { ws };
