@@ -163,8 +163,14 @@ start_server() { # name
       wait_port "$((port + 1))" || { stop_server; return 1; }
       SERVER_URLS="http://127.0.0.1:$port,http://127.0.0.1:$((port + 1))" ;;
     socketioxide) spawn socketioxide env PORT="$port" HOST=127.0.0.1 JWT_SECRET="$JWT_SECRET" "$PEERS_TARGET/release/peer-socketioxide" ;;
-    switchboard) spawn switchboard env SWITCHBOARD_LISTEN="127.0.0.1:$port" SWITCHBOARD_JWT_SECRET="$JWT_SECRET" \
-        SWITCHBOARD_PRESENCE_BROADCAST=false "$ROOT/target/release/switchboard" ;;
+    # Presence lists off (the peers have no presence), the per-socket event
+    # rate limit out of the way of the fan-out publisher (the peers have
+    # none), the admin port on a free port of its own.
+    switchboard) spawn switchboard env SWITCHBOARD_LISTEN="127.0.0.1:$port" \
+        SWITCHBOARD_ADMIN_LISTEN="127.0.0.1:$((port + 1000))" SWITCHBOARD_JWT_SECRET="$JWT_SECRET" \
+        SWITCHBOARD_PRESENCE_BROADCAST=false SWITCHBOARD_PRESENCE_ON_CONNECT=false \
+        SWITCHBOARD_EVENT_RATE=1000000 SWITCHBOARD_EVENT_BURST=1000000 SWITCHBOARD_LOG=warn \
+        "$ROOT/target/release/switchboard" ;;
     *) spawn "$name" bash -c "exec $custom_cmd" ;;
   esac
   wait_port "$port" || { stop_server; return 1; }
