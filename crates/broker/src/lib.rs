@@ -16,7 +16,8 @@
 //! The trait is shaped after what Redis offers, so that a Redis
 //! implementation maps each method to one or two commands: streams
 //! (`XADD` with `MAXLEN`/`MINID`, `XRANGE`, `XREVRANGE`), `SET NX PX`,
-//! `PUBLISH`/`SUBSCRIBE`. What is not here: what the chat stores (crate
+//! `PUBLISH`/`SUBSCRIBE`, and leases in sorted sets (`ZADD`,
+//! `ZRANGEBYSCORE`, `ZREM`). What is not here: what the chat stores (crate
 //! `switchboard-chat`).
 
 pub mod id;
@@ -131,4 +132,19 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Subscribes to `channel`: every message published after this call.
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Subscription>>;
+
+    /// Holds `member` in the lease set `set` until `ttl` from now (Redis: a
+    /// sorted set scored by expiry in ms, `ZADD`), creating or extending its
+    /// lease; members whose lease ended are swept from the set. Expiry is
+    /// measured on the broker's clock, so that members on machines whose
+    /// clocks disagree still see the same leases.
+    fn lease_renew<'a>(&'a self, set: &'a str, member: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>>;
+
+    /// The members of `set` whose lease has not ended, sorted and without
+    /// duplicates (Redis `ZRANGEBYSCORE <now> +inf`).
+    fn lease_members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>>;
+
+    /// Ends `member`'s lease now (Redis `ZREM`), as on a clean exit; a member
+    /// that holds none is no error.
+    fn lease_remove<'a>(&'a self, set: &'a str, member: &'a str) -> BoxFuture<'a, Result<()>>;
 }

@@ -3,8 +3,11 @@
 //! Streams are sorted deques per name, trimmed by count and age when
 //! appended to (and by age when read); keys are a map with expiry times,
 //! swept now and then as it grows; channels are `tokio::sync::broadcast`
-//! senders, dropped when their last subscriber is gone. Every lock is a short
-//! synchronous section: nothing is awaited while holding one.
+//! senders, dropped when their last subscriber is gone; lease sets are in
+//! [`lease`]. Every lock is a short synchronous section: nothing is awaited
+//! while holding one.
+
+mod lease;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -14,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::{BoxFuture, Broker, Entry, Result, Retention, StreamId, Subscription};
+use lease::Leases;
 
 /// Messages buffered per subscriber before it counts as lagging.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -28,6 +32,7 @@ pub struct MemoryBroker {
     streams: Mutex<HashMap<String, Stream>>,
     keys: Mutex<Keys>,
     channels: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
+    leases: Mutex<Leases>,
 }
 
 #[derive(Debug, Default)]
@@ -233,6 +238,24 @@ impl Broker for MemoryBroker {
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Subscription>> {
         Box::pin(async move { Ok(self.subscribe_now(channel)) })
+    }
+
+    fn lease_renew<'a>(&'a self, set: &'a str, member: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            lock(&self.leases).renew(set, member, ttl, Instant::now());
+            Ok(())
+        })
+    }
+
+    fn lease_members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move { Ok(lock(&self.leases).members(set, Instant::now())) })
+    }
+
+    fn lease_remove<'a>(&'a self, set: &'a str, member: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            lock(&self.leases).remove(set, member);
+            Ok(())
+        })
     }
 }
 

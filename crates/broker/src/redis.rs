@@ -13,6 +13,8 @@
 //! | `stream_get` | `XRANGE key id id COUNT 1` |
 //! | `set_if_absent`, `get`, `delete` | `SET NX PX`, `GET`, `DEL` |
 //! | `publish`, `subscribe` | `PUBLISH`, `SUBSCRIBE` on the pub/sub connection |
+//! | `lease_renew`, `lease_members` | scripts on the server's `TIME`: `ZREMRANGEBYSCORE` + `ZADD`, `ZRANGEBYSCORE` (module `lease`) |
+//! | `lease_remove` | `ZREM` |
 //!
 //! Every failure, the pool's included, is [`BrokerError::Unavailable`], and
 //! every call is bounded by [`RedisOptions::command_timeout`]: an outage is an
@@ -25,6 +27,7 @@
 //! What is not here: knowing what the streams and keys mean (the chat and the
 //! router), Redis Cluster or Sentinel, TLS.
 
+mod lease;
 mod options;
 mod pubsub;
 mod stream;
@@ -65,6 +68,7 @@ pub struct RedisBroker {
     pool: Pool,
     options: RedisOptions,
     append: ::redis::Script,
+    leases: lease::LeaseScripts,
     state: Arc<State>,
     pubsub: pubsub::PubSub,
 }
@@ -118,7 +122,14 @@ impl RedisBroker {
         let client = Client::open(url).map_err(invalid)?;
         let state = Arc::new(State::default());
         let pubsub = pubsub::PubSub::spawn(client, options.clone(), state.clone());
-        Ok(RedisBroker { pool, options, append: stream::append_script(), state, pubsub })
+        Ok(RedisBroker {
+            pool,
+            options,
+            append: stream::append_script(),
+            leases: lease::LeaseScripts::new(),
+            state,
+            pubsub,
+        })
     }
 
     pub fn options(&self) -> &RedisOptions {
@@ -348,6 +359,33 @@ impl Broker for RedisBroker {
                 metrics::counter!(ERRORS, "command" => "SUBSCRIBE").increment(1);
             }
             result
+        })
+    }
+
+    fn lease_renew<'a>(&'a self, set: &'a str, member: &'a str, ttl: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let invocation = self.leases.renew(set, member, ttl_millis(ttl));
+            self.run("ZADD", |mut conn| async move { invocation.invoke_async::<Value>(&mut conn).await }).await?;
+            Ok(())
+        })
+    }
+
+    fn lease_members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let invocation = self.leases.members(set);
+            let reply = self
+                .run("ZRANGEBYSCORE", |mut conn| async move { invocation.invoke_async::<Value>(&mut conn).await })
+                .await?;
+            lease::members(reply)
+        })
+    }
+
+    fn lease_remove<'a>(&'a self, set: &'a str, member: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("ZREM");
+            cmd.arg(set).arg(member);
+            self.run("ZREM", |mut conn| async move { cmd.query_async::<u64>(&mut conn).await }).await?;
+            Ok(())
         })
     }
 }

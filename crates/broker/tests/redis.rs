@@ -82,6 +82,9 @@ async fn every_call_unavailable(b: &RedisBroker) {
         unavailable_in_time("delete", b.delete("k")),
         unavailable_in_time("publish", b.publish("ch", Bytes::from_static(b"m"))),
         unavailable_in_time("subscribe", b.subscribe("fresh")),
+        unavailable_in_time("lease renew", b.lease_renew("leases", "m", Duration::from_secs(1))),
+        unavailable_in_time("lease members", b.lease_members("leases")),
+        unavailable_in_time("lease remove", b.lease_remove("leases", "m")),
         unavailable_in_time("ping", b.ping()),
         unavailable_in_time("health", b.health()),
     );

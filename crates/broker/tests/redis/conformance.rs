@@ -20,7 +20,7 @@ fn texts(entries: &[Entry]) -> Vec<&[u8]> {
 /// Runs every check on `broker`, which must be empty. The checks use
 /// different names, so they run at once.
 pub(crate) async fn all(broker: &dyn Broker) {
-    tokio::join!(streams(broker), retention(broker), keys(broker), pubsub(broker));
+    tokio::join!(streams(broker), retention(broker), keys(broker), pubsub(broker), leases(broker));
 }
 
 async fn streams(b: &dyn Broker) {
@@ -158,6 +158,41 @@ async fn pubsub(b: &dyn Broker) {
     let mut again = b.subscribe("ch").await.unwrap();
     b.publish("ch", Bytes::from_static(b"back")).await.unwrap();
     assert_eq!(recv(&mut again).await, Bytes::from_static(b"back"));
+}
+
+async fn leases(b: &dyn Broker) {
+    let long = Duration::from_secs(30);
+    assert!(b.lease_members("lease:set").await.unwrap().is_empty(), "an unknown set has no members");
+    b.lease_renew("lease:set", "b|10.0.0.2:50051", long).await.unwrap();
+    b.lease_renew("lease:set", "a|10.0.0.1:50051", long).await.unwrap();
+    b.lease_renew("lease:set", "a|10.0.0.1:50051", long).await.unwrap();
+    b.lease_renew("lease:other", "z|elsewhere", long).await.unwrap();
+    assert_eq!(
+        b.lease_members("lease:set").await.unwrap(),
+        vec!["a|10.0.0.1:50051", "b|10.0.0.2:50051"],
+        "sorted, once"
+    );
+    assert_eq!(b.lease_members("lease:other").await.unwrap(), vec!["z|elsewhere"], "sets are apart");
+
+    b.lease_renew("lease:set", "short", AGE).await.unwrap();
+    assert!(b.lease_members("lease:set").await.unwrap().contains(&"short".to_owned()));
+    tokio::time::sleep(PAST_AGE).await;
+    assert!(!b.lease_members("lease:set").await.unwrap().contains(&"short".to_owned()), "an ended lease is gone");
+    b.lease_renew("lease:set", "short", long).await.unwrap();
+    assert!(b.lease_members("lease:set").await.unwrap().contains(&"short".to_owned()), "renewed after it ended");
+
+    b.lease_renew("lease:set", "renewed", AGE).await.unwrap();
+    b.lease_renew("lease:set", "renewed", long).await.unwrap();
+    tokio::time::sleep(PAST_AGE).await;
+    assert!(b.lease_members("lease:set").await.unwrap().contains(&"renewed".to_owned()), "a renewal extends");
+
+    b.lease_remove("lease:set", "a|10.0.0.1:50051").await.unwrap();
+    b.lease_remove("lease:set", "never-there").await.unwrap();
+    b.lease_remove("lease:nothing", "x").await.unwrap();
+    assert_eq!(b.lease_members("lease:set").await.unwrap(), vec!["b|10.0.0.2:50051", "renewed", "short"]);
+    b.lease_renew("lease:zero", "m", Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(b.lease_members("lease:zero").await.unwrap().is_empty(), "a zero ttl ends at once");
 }
 
 /// The next message, within a bound.
