@@ -1,0 +1,133 @@
+//! [`Batchers`]: one queue and task per gateway that turns deliveries into
+//! batches, one `PUBLISH` on `sb:gw:<gateway id>` each.
+//!
+//! A batch leaves when it holds `max_deliveries` or `linger` after its first
+//! delivery arrived, whichever comes first; while a `PUBLISH` is in flight
+//! the next batch fills, so a busy gateway gets full batches and a quiet one
+//! waits at most `linger`. One task per gateway publishes its batches one
+//! after the other, which keeps the order deliveries were queued in: the
+//! order in which [`fanout`](crate::fanout) numbered them.
+//!
+//! Each delivery carries a one-shot sender that learns how its batch went,
+//! so a publisher hears of a failed `PUBLISH` instead of its packet being
+//! dropped without a word. A `PUBLISH` that reached no subscriber is not a
+//! failure: the gateway is gone or reconnecting, its lease will end, and
+//! its clients recover stored packets from the streams.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use switchboard_broker::Broker;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::batch::{Delivery, encode_batch};
+use crate::config::BatchConfig;
+use crate::{GatewayId, RouterError};
+
+/// Counter of batches published, label `outcome` (`ok`, `unheard`, `failed`).
+pub const BATCHES: &str = "switchboard_router_batches_total";
+/// Histogram of deliveries per batch.
+pub const BATCH_SIZE: &str = "switchboard_router_batch_deliveries";
+
+/// How a delivery's batch went.
+pub(crate) type Outcome = Result<(), RouterError>;
+
+/// The channel a gateway receives its batches on: `sb:gw:<id>`.
+pub fn gateway_channel(gateway: &GatewayId) -> String {
+    format!("sb:gw:{gateway}")
+}
+
+struct Queued {
+    delivery: Arc<Delivery>,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// The per-gateway queues; their tasks end when the queue is dropped (the
+/// gateway is forgotten, or the router is) after publishing what is queued.
+pub(crate) struct Batchers {
+    broker: Arc<dyn Broker>,
+    config: BatchConfig,
+    queues: Mutex<HashMap<GatewayId, mpsc::Sender<Queued>>>,
+}
+
+impl Batchers {
+    pub(crate) fn new(broker: Arc<dyn Broker>, config: BatchConfig) -> Self {
+        Self { broker, config, queues: Mutex::new(HashMap::new()) }
+    }
+
+    /// Queues a delivery for `gateway` (waiting while its queue is full);
+    /// the receiver learns how its batch went.
+    pub(crate) async fn enqueue(
+        &self,
+        gateway: &GatewayId,
+        delivery: Arc<Delivery>,
+    ) -> Result<oneshot::Receiver<Outcome>, RouterError> {
+        let (done, outcome) = oneshot::channel();
+        let queue = self.queue(gateway);
+        queue
+            .send(Queued { delivery, done })
+            .await
+            .map_err(|_| RouterError::Unavailable(format!("the batcher of gateway {gateway} stopped")))?;
+        Ok(outcome)
+    }
+
+    /// Drops the queue of a gateway that is gone; what it holds is still
+    /// published.
+    pub(crate) fn close(&self, gateway: &GatewayId) {
+        lock(&self.queues).remove(gateway);
+    }
+
+    fn queue(&self, gateway: &GatewayId) -> mpsc::Sender<Queued> {
+        let mut queues = lock(&self.queues);
+        if let Some(queue) = queues.get(gateway).filter(|queue| !queue.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, deliveries) = mpsc::channel(self.config.queue.max(1));
+        tokio::spawn(run(self.broker.clone(), gateway_channel(gateway), self.config, deliveries));
+        queues.insert(gateway.clone(), queue.clone());
+        queue
+    }
+}
+
+/// The task of one gateway: batch, publish, tell, until the queue closes.
+async fn run(broker: Arc<dyn Broker>, channel: String, config: BatchConfig, mut deliveries: mpsc::Receiver<Queued>) {
+    let max = config.max_deliveries.max(1);
+    let mut batch: Vec<Queued> = Vec::with_capacity(max);
+    while let Some(first) = deliveries.recv().await {
+        batch.push(first);
+        let deadline = Instant::now() + config.linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, deliveries.recv()).await {
+                Ok(Some(queued)) => batch.push(queued),
+                // Closed: publish what we have, then the outer loop ends.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        publish(&*broker, &channel, &mut batch).await;
+    }
+}
+
+async fn publish(broker: &dyn Broker, channel: &str, batch: &mut Vec<Queued>) {
+    let payload = encode_batch(&batch.iter().map(|queued| queued.delivery.clone()).collect::<Vec<_>>());
+    let outcome = broker.publish(channel, payload).await;
+    let label = match &outcome {
+        Ok(0) => "unheard",
+        Ok(_) => "ok",
+        Err(_) => "failed",
+    };
+    metrics::counter!(BATCHES, "outcome" => label).increment(1);
+    metrics::histogram!(BATCH_SIZE).record(batch.len() as f64);
+    if let Err(error) = &outcome {
+        tracing::debug!(channel, %error, deliveries = batch.len(), "batch not published");
+    }
+    let outcome: Outcome = outcome.map(|_| ()).map_err(RouterError::from);
+    for queued in batch.drain(..) {
+        // A publisher that stopped waiting does not mind.
+        let _ = queued.done.send(outcome.clone());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

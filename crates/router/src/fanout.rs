@@ -1,0 +1,249 @@
+//! [`Fanout`]: one broadcast, from the owner to the gateways that need it.
+//!
+//! A broadcast goes to one or more rooms of a namespace, or to the whole
+//! namespace (no rooms). Each room, and the namespace's own broadcasts, is
+//! a *lane*: it has an ownership key (`room:<nsp>:<room>`, `nsp:<nsp>`), a
+//! stream (`sb:` + key: `sb:room:<nsp>:<room>`, `sb:nsp:<nsp>`) and a
+//! sequence. For each broadcast the owner, holding its lanes' locks:
+//!
+//! 1. appends it, unless volatile or not to be stored, to each lane's
+//!    stream (one `XADD` with retention each); the entry id is the offset;
+//! 2. numbers it in each lane;
+//! 3. queues one [`Delivery`] per gateway that holds members of any of its
+//!    rooms (for the namespace: any member of it) and to no other.
+//!
+//! Holding the lane locks from the append to the queueing is what makes
+//! deliveries leave in offset order: two broadcasts to one room cannot
+//! overtake each other between Redis numbering them and the batcher
+//! queueing them. Locks are striped (a fixed array, by hash of the key) so
+//! that their number stays bounded; a broadcast to several rooms takes its
+//! stripes in index order, which cannot deadlock.
+//!
+//! The caller then waits for the batches carrying its deliveries, and hears
+//! [`RouterError::Unavailable`] if the broker failed at any step: a
+//! broadcast is acknowledged only when it was handed to every gateway. A
+//! failure after an append leaves the packet in the stream, where a gateway
+//! that notices the sequence gap finds it; the client was told it failed,
+//! so it may arrive at most once more if it retries.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use switchboard_broker::{Broker, Retention};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::batch::{Delivery, Stamp, encode_batch};
+use crate::batcher::Batchers;
+use crate::config::RouterConfig;
+use crate::ownership::{hash64, nsp_key, room_key};
+use crate::rooms::RoomTable;
+use crate::{GatewayId, RouterError};
+
+/// Lock stripes: enough that unrelated rooms rarely wait on each other.
+const STRIPES: usize = 256;
+
+/// Counter of broadcasts, label `outcome` (`ok`, `unavailable`).
+pub const PUBLISHES: &str = "switchboard_router_publishes_total";
+
+/// A broadcast, as a gateway hands it to the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub nsp: String,
+    /// Target rooms (socket ids included); empty for the whole namespace.
+    pub rooms: Vec<String>,
+    /// Rooms (or socket ids) left out.
+    pub except: Vec<String>,
+    /// Droppable under load; never stored.
+    pub volatile: bool,
+    /// Kept in the lanes' streams for recovery and history; it then gets
+    /// an offset.
+    pub store: bool,
+    /// The encoded packet, opaque to the router.
+    pub packet: Bytes,
+}
+
+/// What became of a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The stream id per lane (per room in the order given, duplicates
+    /// removed; or the namespace's), when it was stored.
+    pub offsets: Vec<String>,
+    /// How many gateways it was delivered to.
+    pub gateways: usize,
+}
+
+impl Published {
+    /// The offset of a one-room (or namespace-wide) broadcast.
+    pub fn offset(&self) -> Option<&str> {
+        self.offsets.first().map(String::as_str)
+    }
+}
+
+/// One room, or the namespace itself.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    pub(crate) room: Option<String>,
+    pub(crate) key: String,
+}
+
+impl Lane {
+    /// The lanes of a broadcast: its rooms once each in the order given,
+    /// or the namespace.
+    pub(crate) fn of(nsp: &str, rooms: &[String]) -> Vec<Lane> {
+        if rooms.is_empty() {
+            return vec![Lane { room: None, key: nsp_key(nsp) }];
+        }
+        let mut seen = BTreeSet::new();
+        rooms
+            .iter()
+            .filter(|room| seen.insert(room.as_str()))
+            .map(|room| Lane { room: Some(room.clone()), key: room_key(nsp, room) })
+            .collect()
+    }
+
+    pub(crate) fn stream(&self) -> String {
+        format!("sb:{}", self.key)
+    }
+}
+
+/// Appending, numbering and queueing broadcasts.
+pub(crate) struct Fanout {
+    broker: Arc<dyn Broker>,
+    retention: Retention,
+    stripes: Box<[AsyncMutex<()>]>,
+    batchers: Batchers,
+}
+
+impl Fanout {
+    pub(crate) fn new(broker: Arc<dyn Broker>, config: &RouterConfig) -> Self {
+        Self {
+            retention: config.retention,
+            stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
+            batchers: Batchers::new(broker.clone(), config.batch),
+            broker,
+        }
+    }
+
+    pub(crate) fn forget_gateway(&self, gateway: &GatewayId) {
+        self.batchers.close(gateway);
+    }
+
+    /// Broadcasts `publish` to the gateways `table` knows for its lanes
+    /// (which the caller checked this router owns).
+    pub(crate) async fn publish(
+        &self,
+        table: &Mutex<RoomTable>,
+        lanes: &[Lane],
+        publish: Publish,
+    ) -> Result<Published, RouterError> {
+        let outcome = self.deliver(table, lanes, publish).await;
+        let label = if outcome.is_ok() { "ok" } else { "unavailable" };
+        metrics::counter!(PUBLISHES, "outcome" => label).increment(1);
+        outcome
+    }
+
+    async fn deliver(
+        &self,
+        table: &Mutex<RoomTable>,
+        lanes: &[Lane],
+        publish: Publish,
+    ) -> Result<Published, RouterError> {
+        let mut stripes: Vec<usize> = lanes.iter().map(|lane| stripe(&lane.key)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for index in stripes {
+            guards.push(self.stripes[index].lock().await);
+        }
+
+        let rooms: Vec<String> = lanes.iter().filter_map(|lane| lane.room.clone()).collect();
+        let mut offsets = Vec::new();
+        if publish.store && !publish.volatile {
+            let entry = encode_batch(&[Delivery {
+                nsp: publish.nsp.clone(),
+                rooms: rooms.clone(),
+                except: publish.except.clone(),
+                volatile: false,
+                stamps: Vec::new(),
+                packet: publish.packet.clone(),
+            }]);
+            for lane in lanes {
+                offsets.push(self.broker.stream_append(&lane.stream(), entry.clone(), self.retention).await?);
+            }
+        }
+
+        let (stamps, gateways) = {
+            let mut table = lock(table);
+            let stamps: Vec<Stamp> = lanes
+                .iter()
+                .enumerate()
+                .map(|(i, lane)| Stamp {
+                    seq: table.next_seq(&publish.nsp, lane.room.as_deref()),
+                    offset: offsets.get(i).cloned(),
+                })
+                .collect();
+            let gateways: BTreeSet<GatewayId> = if rooms.is_empty() {
+                table.namespace_gateways(&publish.nsp).into_iter().collect()
+            } else {
+                rooms.iter().flat_map(|room| table.gateways_of(&publish.nsp, room)).collect()
+            };
+            (stamps, gateways)
+        };
+
+        let delivery = Arc::new(Delivery {
+            nsp: publish.nsp,
+            rooms,
+            except: publish.except,
+            volatile: publish.volatile,
+            stamps,
+            packet: publish.packet,
+        });
+        let mut pending = Vec::with_capacity(gateways.len());
+        for gateway in &gateways {
+            pending.push(self.batchers.enqueue(gateway, delivery.clone()).await?);
+        }
+        // Queued in order: the next broadcast to these lanes may go ahead
+        // while this one waits for its batches.
+        drop(guards);
+
+        for outcome in pending {
+            outcome.await.map_err(|_| RouterError::Unavailable("the router is shutting down".to_owned()))??;
+        }
+        Ok(Published { offsets, gateways: gateways.len() })
+    }
+}
+
+/// The lock stripe of a lane.
+fn stripe(key: &str) -> usize {
+    (hash64("", key) % STRIPES as u64) as usize
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_are_rooms_once_each_or_the_namespace() {
+        let rooms = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+        let keys = |lanes: Vec<Lane>| lanes.iter().map(|lane| (lane.key.clone(), lane.stream())).collect::<Vec<_>>();
+        assert_eq!(keys(Lane::of("/chat", &[])), vec![("nsp:/chat".to_owned(), "sb:nsp:/chat".to_owned())]);
+        assert_eq!(
+            keys(Lane::of("/chat", &rooms(&["b", "a", "b"]))),
+            vec![
+                ("room:/chat:b".to_owned(), "sb:room:/chat:b".to_owned()),
+                ("room:/chat:a".to_owned(), "sb:room:/chat:a".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn stripes_are_in_range_and_stable() {
+        assert!((0..1000).all(|i| stripe(&room_key("/", &i.to_string())) < STRIPES));
+        assert_eq!(stripe("room:/chat:general"), stripe("room:/chat:general"));
+    }
+}
