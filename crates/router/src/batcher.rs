@@ -10,7 +10,9 @@
 //!
 //! Each delivery carries a one-shot sender that learns how its batch went,
 //! so a publisher hears of a failed `PUBLISH` instead of its packet being
-//! dropped without a word. A `PUBLISH` that reached no subscriber is not a
+//! dropped without a word; after a failure, whatever is queued fails at
+//! once too, so that during an outage no publisher waits longer than about
+//! one command timeout. A `PUBLISH` that reached no subscriber is not a
 //! failure: the gateway is gone or reconnecting, its lease will end, and
 //! its clients recover stored packets from the streams.
 
@@ -104,11 +106,17 @@ async fn run(broker: Arc<dyn Broker>, channel: String, config: BatchConfig, mut 
                 Ok(None) | Err(_) => break,
             }
         }
-        publish(&*broker, &channel, &mut batch).await;
+        if let Err(error) = publish(&*broker, &channel, &mut batch).await {
+            // The broker is out: what is queued would fail the same way, one
+            // timeout per batch. Its publishers hear it now, not in turn.
+            while let Ok(queued) = deliveries.try_recv() {
+                let _ = queued.done.send(Err(error.clone()));
+            }
+        }
     }
 }
 
-async fn publish(broker: &dyn Broker, channel: &str, batch: &mut Vec<Queued>) {
+async fn publish(broker: &dyn Broker, channel: &str, batch: &mut Vec<Queued>) -> Outcome {
     let payload = encode_batch(&batch.iter().map(|queued| queued.delivery.clone()).collect::<Vec<_>>());
     let outcome = broker.publish(channel, payload).await;
     let label = match &outcome {
@@ -126,6 +134,7 @@ async fn publish(broker: &dyn Broker, channel: &str, batch: &mut Vec<Queued>) {
         // A publisher that stopped waiting does not mind.
         let _ = queued.done.send(outcome.clone());
     }
+    outcome
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -17,7 +17,11 @@
 //! overtake each other between Redis numbering them and the batcher
 //! queueing them. Locks are striped (a fixed array, by hash of the key) so
 //! that their number stays bounded; a broadcast to several rooms takes its
-//! stripes in index order, which cannot deadlock.
+//! stripes in index order, which cannot deadlock. Since appends to one lane
+//! take turns, an outage would make each waiting broadcast take its own
+//! command timeout in turn; instead a failure is noted on the stripe, and
+//! the broadcasts that were waiting for it fail with it at once (those that
+//! come later try again), so none waits much longer than two timeouts.
 //!
 //! The caller then waits for the batches carrying its deliveries, and hears
 //! [`RouterError::Unavailable`] if the broker failed at any step: a
@@ -31,7 +35,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use switchboard_broker::{Broker, Retention};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
+use tokio::time::Instant;
 
 use crate::batch::{Delivery, Stamp, encode_batch};
 use crate::batcher::Batchers;
@@ -111,15 +116,21 @@ impl Lane {
 pub(crate) struct Fanout {
     broker: Arc<dyn Broker>,
     retention: Retention,
-    stripes: Box<[AsyncMutex<()>]>,
+    stripes: Box<[AsyncMutex<Stripe>]>,
     batchers: Batchers,
+}
+
+/// One lock stripe: the last broker failure under it.
+#[derive(Debug, Default)]
+struct Stripe {
+    failed: Option<(Instant, RouterError)>,
 }
 
 impl Fanout {
     pub(crate) fn new(broker: Arc<dyn Broker>, config: &RouterConfig) -> Self {
         Self {
             retention: config.retention,
-            stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| AsyncMutex::new(Stripe::default())).collect(),
             batchers: Batchers::new(broker.clone(), config.batch),
             broker,
         }
@@ -152,9 +163,15 @@ impl Fanout {
         let mut stripes: Vec<usize> = lanes.iter().map(|lane| stripe(&lane.key)).collect();
         stripes.sort_unstable();
         stripes.dedup();
+        let waited_since = Instant::now();
         let mut guards = Vec::with_capacity(stripes.len());
         for index in stripes {
             guards.push(self.stripes[index].lock().await);
+        }
+        let failed_meanwhile =
+            guards.iter().filter_map(|stripe| stripe.failed.as_ref()).find(|(at, _)| *at >= waited_since);
+        if let Some((_, error)) = failed_meanwhile {
+            return Err(error.clone());
         }
 
         let rooms: Vec<String> = lanes.iter().filter_map(|lane| lane.room.clone()).collect();
@@ -169,7 +186,10 @@ impl Fanout {
                 packet: publish.packet.clone(),
             }]);
             for lane in lanes {
-                offsets.push(self.broker.stream_append(&lane.stream(), entry.clone(), self.retention).await?);
+                match self.broker.stream_append(&lane.stream(), entry.clone(), self.retention).await {
+                    Ok(offset) => offsets.push(offset),
+                    Err(error) => return Err(note_failure(&mut guards, error.into())),
+                }
             }
         }
 
@@ -201,7 +221,10 @@ impl Fanout {
         });
         let mut pending = Vec::with_capacity(gateways.len());
         for gateway in &gateways {
-            pending.push(self.batchers.enqueue(gateway, delivery.clone()).await?);
+            match self.batchers.enqueue(gateway, delivery.clone()).await {
+                Ok(outcome) => pending.push(outcome),
+                Err(error) => return Err(note_failure(&mut guards, error)),
+            }
         }
         // Queued in order: the next broadcast to these lanes may go ahead
         // while this one waits for its batches.
@@ -212,6 +235,16 @@ impl Fanout {
         }
         Ok(Published { offsets, gateways: gateways.len() })
     }
+}
+
+/// Notes a broker failure on the stripes held, for the broadcasts waiting
+/// on them; the error, to return.
+fn note_failure(stripes: &mut [MutexGuard<'_, Stripe>], error: RouterError) -> RouterError {
+    let now = Instant::now();
+    for stripe in stripes {
+        stripe.failed = Some((now, error.clone()));
+    }
+    error
 }
 
 /// The lock stripe of a lane.

@@ -11,16 +11,24 @@
 //! ([`Membership::observe`]), to forget a gateway whose lease ended.
 //!
 //! While the broker is unreachable the view stays as it was: nothing can be
-//! published then anyway, and every other process is as blind. When it
-//! comes back, the set may have been lost (a restarted Redis keeps nothing)
-//! and refills only as each node renews; for one `ttl` after an outage the
-//! view is therefore the union of the last one and what the broker says, so
-//! that a restart of Redis does not look like every node leaving at once
-//! (which would move every room and make every gateway re-announce).
+//! published then anyway, and every other process is as blind. When it is
+//! back, or when it restarted between two reads, the set may have lost
+//! leases (a restarted Redis keeps nothing) and refills only as each node
+//! renews. Taken at its word, that would look like every node leaving at
+//! once: every room would move, and a router would forget every gateway
+//! and stop delivering to it. So for one `ttl` (by when every live node has
+//! renewed) after a failed read, or after the set's *epoch* changed, the
+//! view is what it had plus what the broker says. The epoch is a key beside
+//! the set (`<set>:epoch`, a random value set once by whoever finds it
+//! missing), read after the members on every poll: a broker that lost the
+//! leases lost it too.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use switchboard_broker::Broker;
 use tokio::sync::watch;
@@ -97,6 +105,8 @@ pub struct Membership {
 struct Health {
     poll_failed: bool,
     renew_failed: bool,
+    /// The set's epoch at the last read.
+    epoch: Option<Bytes>,
     /// Until then the view keeps the members it had (see the module docs).
     settle_until: Option<Instant>,
 }
@@ -167,11 +177,18 @@ impl Membership {
             }
         };
         let observed = LiveSet::new(entries.iter().filter_map(|entry| parse(&self.set, entry)).collect());
+        // After the members: an epoch read before them could predate a
+        // restart that emptied the set.
+        let epoch = self.epoch().await?;
         let now = Instant::now();
         let settling = {
             let mut health = lock(&self.health);
             if std::mem::replace(&mut health.poll_failed, false) {
-                tracing::info!(set = %self.set, "live set readable again");
+                tracing::info!(set = %self.set, "live set readable again; holding the view for one lease");
+                health.settle_until = Some(now + self.config.ttl);
+            }
+            if health.epoch.replace(epoch.clone()).is_some_and(|seen| seen != epoch) {
+                tracing::warn!(set = %self.set, "the broker lost the leases (restarted?); holding the view for one lease");
                 health.settle_until = Some(now + self.config.ttl);
             }
             health.settle_until.is_some_and(|until| now < until)
@@ -186,6 +203,20 @@ impl Membership {
             }
             changed
         }))
+    }
+
+    /// The set's epoch, created if missing.
+    async fn epoch(&self) -> Result<Bytes, RouterError> {
+        let key = format!("{}:epoch", self.set);
+        if let Some(epoch) = self.broker.get(&key).await? {
+            return Ok(epoch);
+        }
+        let mine = new_epoch();
+        if self.broker.set_if_absent(&key, mine.clone(), None).await? {
+            return Ok(mine);
+        }
+        // Someone else made it in between.
+        Ok(self.broker.get(&key).await?.unwrap_or_default())
     }
 
     /// Removes this node's lease (a clean exit).
@@ -217,6 +248,14 @@ impl Membership {
         }
         self.leave().await
     }
+}
+
+/// A value no other process picks: this process, the time, and a counter.
+fn new_epoch() -> Bytes {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Bytes::from(format!("{}-{nanos}-{count}", std::process::id()))
 }
 
 fn interval(period: Duration) -> tokio::time::Interval {
