@@ -48,3 +48,11 @@ pub use membership::{GATEWAYS, LiveSet, Membership, ROUTERS};
 pub use node::{GatewayId, Member, NodeId, RouterId};
 pub use rooms::{Holdings, PresenceChange, PresenceEvent, RoomTable};
 pub use router::Router;
+
+/// Registers the descriptions of this crate's metrics with the installed
+/// recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(fanout::PUBLISHES, "Broadcasts handled by this router, by outcome.");
+    metrics::describe_counter!(batcher::BATCHES, "Delivery batches published to gateways, by outcome.");
+    metrics::describe_histogram!(batcher::BATCH_SIZE, "Deliveries per published batch.");
+}
