@@ -11,7 +11,26 @@ pub(crate) fn init_logs(filter: &str, format: &str) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the global metrics recorder; the handle renders `/metrics`.
+///
+/// Must run inside the runtime: it starts the recorder's upkeep task. Without
+/// it, histogram samples (one per broadcast) pile up until a scrape drains
+/// them, so memory would grow without bound on a server nobody scrapes.
 pub(crate) fn init_metrics() -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new().install_recorder().map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(UPKEEP_PERIOD);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
