@@ -11,19 +11,20 @@
 //! All integers are big-endian.
 //!
 //! ```text
-//! batch    = version:u8 (= 1)  count:u32  delivery{count}
+//! batch    = version:u8 (= 1)  router_id:str  count:u32  delivery{count}
 //! delivery = nsp:str  rooms:list<str>  except:list<str>  flags:u8
 //!            stamps:list<stamp>  packet:bytes
-//! stamp    = seq:u64  offset:str          (offset "" = not stored)
+//! stamp    = seq:u64  offset:str          (offset "" = not appended)
 //! str      = len:u32  UTF-8 octets{len}
 //! bytes    = len:u32  octets{len}
 //! list<T>  = count:u32  T{count}
-//! flags    = bit 0: volatile; other bits 0
+//! flags    = bit 0: volatile, bit 1: store; other bits 0
 //! ```
 //!
 //! A stream entry is a batch of one delivery whose stamps are empty (the
-//! entry's id is its offset): what recovery needs to filter it by rooms and
-//! exclusions.
+//! entry's id is its offset), from the router that appended it: what
+//! recovery needs to filter it by rooms and exclusions, and history to
+//! tell stored messages (`store`) from the rest of the recovery log.
 
 use std::borrow::Borrow;
 
@@ -33,6 +34,16 @@ use crate::RouterError;
 
 const VERSION: u8 = 1;
 const VOLATILE: u8 = 1;
+const STORE: u8 = 2;
+
+/// A decoded batch: who sent it and its deliveries, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The router that published it: a gateway that sees a sequence jump
+    /// from one router missed deliveries; a new router means a new owner.
+    pub router_id: String,
+    pub deliveries: Vec<Delivery>,
+}
 
 /// One broadcast as it reaches one gateway: the packet, once, with who it
 /// is for and where it stands in each of its rooms.
@@ -43,8 +54,12 @@ pub struct Delivery {
     pub rooms: Vec<String>,
     /// Rooms (or socket ids) left out.
     pub except: Vec<String>,
-    /// May be dropped for a socket that cannot take it now.
+    /// May be dropped for a socket that cannot take it now; never
+    /// recovered.
     pub volatile: bool,
+    /// Part of the room's history (a stored chat message), not only of the
+    /// recovery log.
+    pub store: bool,
     /// One per room, in the order of `rooms` (one for a namespace-wide
     /// broadcast).
     pub stamps: Vec<Stamp>,
@@ -62,18 +77,19 @@ pub struct Stamp {
     pub offset: Option<String>,
 }
 
-/// Encodes deliveries as one batch.
-pub fn encode_batch<D: Borrow<Delivery>>(deliveries: &[D]) -> Bytes {
+/// Encodes deliveries as one batch from `router_id`.
+pub fn encode_batch<D: Borrow<Delivery>>(router_id: &str, deliveries: &[D]) -> Bytes {
     let size: usize = deliveries.iter().map(|d| encoded_len(d.borrow())).sum();
-    let mut out = BytesMut::with_capacity(5 + size);
+    let mut out = BytesMut::with_capacity(9 + router_id.len() + size);
     out.put_u8(VERSION);
+    put_str(&mut out, router_id);
     put_len(&mut out, deliveries.len());
     for delivery in deliveries {
         let delivery = delivery.borrow();
         put_str(&mut out, &delivery.nsp);
         put_list(&mut out, &delivery.rooms);
         put_list(&mut out, &delivery.except);
-        out.put_u8(if delivery.volatile { VOLATILE } else { 0 });
+        out.put_u8(if delivery.volatile { VOLATILE } else { 0 } | if delivery.store { STORE } else { 0 });
         put_len(&mut out, delivery.stamps.len());
         for stamp in &delivery.stamps {
             out.put_u64(stamp.seq);
@@ -86,12 +102,13 @@ pub fn encode_batch<D: Borrow<Delivery>>(deliveries: &[D]) -> Bytes {
 }
 
 /// Decodes a batch; packets are slices of `batch`, not copies.
-pub fn decode_batch(batch: &Bytes) -> Result<Vec<Delivery>, RouterError> {
+pub fn decode_batch(batch: &Bytes) -> Result<Batch, RouterError> {
     let mut reader = Reader { bytes: batch, at: 0 };
     let version = reader.u8()?;
     if version != VERSION {
         return Err(RouterError::Malformed(format!("version {version}, expected {VERSION}")));
     }
+    let router_id = reader.string()?;
     // Each delivery takes at least 21 bytes: a count cannot promise more
     // than the input holds, so it never sizes a huge allocation.
     let count = reader.count(21)?;
@@ -101,7 +118,7 @@ pub fn decode_batch(batch: &Bytes) -> Result<Vec<Delivery>, RouterError> {
         let rooms = reader.strings()?;
         let except = reader.strings()?;
         let flags = reader.u8()?;
-        if flags & !VOLATILE != 0 {
+        if flags & !(VOLATILE | STORE) != 0 {
             return Err(RouterError::Malformed(format!("unknown flags {flags:#04x}")));
         }
         let stamps = (0..reader.count(12)?)
@@ -112,12 +129,13 @@ pub fn decode_batch(batch: &Bytes) -> Result<Vec<Delivery>, RouterError> {
             })
             .collect::<Result<Vec<Stamp>, RouterError>>()?;
         let packet = reader.bytes()?;
-        deliveries.push(Delivery { nsp, rooms, except, volatile: flags & VOLATILE != 0, stamps, packet });
+        let (volatile, store) = (flags & VOLATILE != 0, flags & STORE != 0);
+        deliveries.push(Delivery { nsp, rooms, except, volatile, store, stamps, packet });
     }
     if reader.at != batch.len() {
         return Err(RouterError::Malformed(format!("{} bytes after the last delivery", batch.len() - reader.at)));
     }
-    Ok(deliveries)
+    Ok(Batch { router_id, deliveries })
 }
 
 fn encoded_len(delivery: &Delivery) -> usize {

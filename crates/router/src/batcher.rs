@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::batch::{Delivery, encode_batch};
 use crate::config::BatchConfig;
-use crate::{GatewayId, RouterError};
+use crate::{GatewayId, RouterError, RouterId};
 
 /// Counter of batches published, label `outcome` (`ok`, `unheard`, `failed`).
 pub const BATCHES: &str = "switchboard_router_batches_total";
@@ -48,14 +48,16 @@ struct Queued {
 /// The per-gateway queues; their tasks end when the queue is dropped (the
 /// gateway is forgotten, or the router is) after publishing what is queued.
 pub(crate) struct Batchers {
+    /// This router's id, in every batch.
+    router_id: Arc<str>,
     broker: Arc<dyn Broker>,
     config: BatchConfig,
     queues: Mutex<HashMap<GatewayId, mpsc::Sender<Queued>>>,
 }
 
 impl Batchers {
-    pub(crate) fn new(broker: Arc<dyn Broker>, config: BatchConfig) -> Self {
-        Self { broker, config, queues: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(router_id: &RouterId, broker: Arc<dyn Broker>, config: BatchConfig) -> Self {
+        Self { router_id: Arc::from(router_id.as_str()), broker, config, queues: Mutex::new(HashMap::new()) }
     }
 
     /// Queues a delivery for `gateway` (waiting while its queue is full);
@@ -86,14 +88,21 @@ impl Batchers {
             return queue.clone();
         }
         let (queue, deliveries) = mpsc::channel(self.config.queue.max(1));
-        tokio::spawn(run(self.broker.clone(), gateway_channel(gateway), self.config, deliveries));
+        let channel = Channel { router_id: self.router_id.clone(), name: gateway_channel(gateway) };
+        tokio::spawn(run(self.broker.clone(), channel, self.config, deliveries));
         queues.insert(gateway.clone(), queue.clone());
         queue
     }
 }
 
+/// Where a batcher publishes, as whom.
+struct Channel {
+    router_id: Arc<str>,
+    name: String,
+}
+
 /// The task of one gateway: batch, publish, tell, until the queue closes.
-async fn run(broker: Arc<dyn Broker>, channel: String, config: BatchConfig, mut deliveries: mpsc::Receiver<Queued>) {
+async fn run(broker: Arc<dyn Broker>, channel: Channel, config: BatchConfig, mut deliveries: mpsc::Receiver<Queued>) {
     let max = config.max_deliveries.max(1);
     let mut batch: Vec<Queued> = Vec::with_capacity(max);
     while let Some(first) = deliveries.recv().await {
@@ -116,9 +125,10 @@ async fn run(broker: Arc<dyn Broker>, channel: String, config: BatchConfig, mut 
     }
 }
 
-async fn publish(broker: &dyn Broker, channel: &str, batch: &mut Vec<Queued>) -> Outcome {
-    let payload = encode_batch(&batch.iter().map(|queued| queued.delivery.clone()).collect::<Vec<_>>());
-    let outcome = broker.publish(channel, payload).await;
+async fn publish(broker: &dyn Broker, channel: &Channel, batch: &mut Vec<Queued>) -> Outcome {
+    let deliveries: Vec<Arc<Delivery>> = batch.iter().map(|queued| queued.delivery.clone()).collect();
+    let payload = encode_batch(&channel.router_id, &deliveries);
+    let outcome = broker.publish(&channel.name, payload).await;
     let label = match &outcome {
         Ok(0) => "unheard",
         Ok(_) => "ok",
@@ -127,7 +137,7 @@ async fn publish(broker: &dyn Broker, channel: &str, batch: &mut Vec<Queued>) ->
     metrics::counter!(BATCHES, "outcome" => label).increment(1);
     metrics::histogram!(BATCH_SIZE).record(batch.len() as f64);
     if let Err(error) = &outcome {
-        tracing::debug!(channel, %error, deliveries = batch.len(), "batch not published");
+        tracing::debug!(channel = channel.name, %error, deliveries = batch.len(), "batch not published");
     }
     let outcome: Outcome = outcome.map(|_| ()).map_err(RouterError::from);
     for queued in batch.drain(..) {

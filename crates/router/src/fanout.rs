@@ -6,8 +6,9 @@
 //! stream (`sb:` + key: `sb:room:<nsp>:<room>`, `sb:nsp:<nsp>`) and a
 //! sequence. For each broadcast the owner, holding its lanes' locks:
 //!
-//! 1. appends it, unless volatile or not to be stored, to each lane's
-//!    stream (one `XADD` with retention each); the entry id is the offset;
+//! 1. appends it, unless volatile, to each lane's stream (one `XADD` with
+//!    retention each), the recovery log; the entry id is the offset, and
+//!    the entry says whether it is also history (`store`);
 //! 2. numbers it in each lane;
 //! 3. queues one [`Delivery`] per gateway that holds members of any of its
 //!    rooms (for the namespace: any member of it) and to no other.
@@ -43,7 +44,7 @@ use crate::batcher::Batchers;
 use crate::config::RouterConfig;
 use crate::ownership::{hash64, nsp_key, room_key};
 use crate::rooms::RoomTable;
-use crate::{GatewayId, RouterError};
+use crate::{GatewayId, RouterError, RouterId};
 
 /// Lock stripes: enough that unrelated rooms rarely wait on each other.
 const STRIPES: usize = 256;
@@ -59,10 +60,12 @@ pub struct Publish {
     pub rooms: Vec<String>,
     /// Rooms (or socket ids) left out.
     pub except: Vec<String>,
-    /// Droppable under load; never stored.
+    /// Droppable under load; not appended to the streams, so neither kept
+    /// nor recovered, and without an offset.
     pub volatile: bool,
-    /// Kept in the lanes' streams for recovery and history; it then gets
-    /// an offset.
+    /// Part of the room's history too, besides the recovery log that every
+    /// non-volatile broadcast goes to (the stream entry is marked so).
+    /// Ignored with `volatile`.
     pub store: bool,
     /// The encoded packet, opaque to the router.
     pub packet: Bytes,
@@ -72,7 +75,7 @@ pub struct Publish {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     /// The stream id per lane (per room in the order given, duplicates
-    /// removed; or the namespace's), when it was stored.
+    /// removed; or the namespace's); empty for a volatile broadcast.
     pub offsets: Vec<String>,
     /// How many gateways it was delivered to.
     pub gateways: usize,
@@ -114,6 +117,7 @@ impl Lane {
 
 /// Appending, numbering and queueing broadcasts.
 pub(crate) struct Fanout {
+    router_id: String,
     broker: Arc<dyn Broker>,
     retention: Retention,
     stripes: Box<[AsyncMutex<Stripe>]>,
@@ -127,11 +131,12 @@ struct Stripe {
 }
 
 impl Fanout {
-    pub(crate) fn new(broker: Arc<dyn Broker>, config: &RouterConfig) -> Self {
+    pub(crate) fn new(router_id: &RouterId, broker: Arc<dyn Broker>, config: &RouterConfig) -> Self {
         Self {
+            router_id: router_id.to_string(),
             retention: config.retention,
             stripes: (0..STRIPES).map(|_| AsyncMutex::new(Stripe::default())).collect(),
-            batchers: Batchers::new(broker.clone(), config.batch),
+            batchers: Batchers::new(router_id, broker.clone(), config.batch),
             broker,
         }
     }
@@ -176,15 +181,19 @@ impl Fanout {
 
         let rooms: Vec<String> = lanes.iter().filter_map(|lane| lane.room.clone()).collect();
         let mut offsets = Vec::new();
-        if publish.store && !publish.volatile {
-            let entry = encode_batch(&[Delivery {
-                nsp: publish.nsp.clone(),
-                rooms: rooms.clone(),
-                except: publish.except.clone(),
-                volatile: false,
-                stamps: Vec::new(),
-                packet: publish.packet.clone(),
-            }]);
+        if !publish.volatile {
+            let entry = encode_batch(
+                &self.router_id,
+                &[Delivery {
+                    nsp: publish.nsp.clone(),
+                    rooms: rooms.clone(),
+                    except: publish.except.clone(),
+                    volatile: false,
+                    store: publish.store,
+                    stamps: Vec::new(),
+                    packet: publish.packet.clone(),
+                }],
+            );
             for lane in lanes {
                 match self.broker.stream_append(&lane.stream(), entry.clone(), self.retention).await {
                     Ok(offset) => offsets.push(offset),
@@ -216,6 +225,7 @@ impl Fanout {
             rooms,
             except: publish.except,
             volatile: publish.volatile,
+            store: publish.store && !publish.volatile,
             stamps,
             packet: publish.packet,
         });

@@ -39,14 +39,14 @@ pub mod ownership;
 pub mod rooms;
 pub mod router;
 
-pub use batch::{Delivery, Stamp, decode_batch, encode_batch};
+pub use batch::{Batch, Delivery, Stamp, decode_batch, encode_batch};
 pub use batcher::gateway_channel;
 pub use config::{BatchConfig, LeaseConfig, RouterConfig};
 pub use error::RouterError;
 pub use fanout::{Publish, Published};
 pub use membership::{GATEWAYS, LiveSet, Membership, ROUTERS};
 pub use node::{GatewayId, Member, NodeId, RouterId};
-pub use rooms::{Holdings, PresenceChange, PresenceEvent, RoomTable};
+pub use rooms::{ANONYMOUS, Holdings, PresenceChange, PresenceEvent, RoomTable};
 pub use router::Router;
 
 /// Registers the descriptions of this crate's metrics with the installed

@@ -20,6 +20,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::GatewayId;
 use crate::ownership::{nsp_key, room_key};
 
+/// The user id of sockets without a user. Announced like a user, it makes
+/// a gateway a holder of the namespace (namespace-wide broadcasts reach
+/// it), but it is nobody online and never comes online or goes offline.
+pub const ANONYMOUS: &str = "";
+
 /// What a presence announcement changed cluster-wide (as far as this
 /// owner's table goes: it owns the namespace's presence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +98,8 @@ impl RoomTable {
     /// A user's first socket on a gateway connected (`online`) or its last
     /// there left; what that changed for the user cluster-wide.
     pub fn presence(&mut self, gateway: &GatewayId, nsp: &str, user: &str, online: bool) -> PresenceChange {
-        self.set(gateway, nsp, Item::User(user), online).1
+        let change = self.set(gateway, nsp, Item::User(user), online).1;
+        if user == ANONYMOUS { PresenceChange::Unchanged } else { change }
     }
 
     /// The gateways holding members of a room, sorted.
@@ -110,8 +116,8 @@ impl RoomTable {
 
     /// The users online in a namespace, sorted.
     pub fn online_users(&self, nsp: &str) -> Vec<String> {
-        let mut users: Vec<String> =
-            self.namespaces.get(nsp).map(|ns| ns.users.keys().cloned().collect()).unwrap_or_default();
+        let users = self.namespaces.get(nsp).map(|ns| ns.users.keys().filter(|user| *user != ANONYMOUS));
+        let mut users: Vec<String> = users.map(|users| users.cloned().collect()).unwrap_or_default();
         users.sort_unstable();
         users
     }
@@ -160,7 +166,8 @@ impl RoomTable {
             .map(|item| (item, false))
             .chain(state.users.difference(&old.users).map(|item| (item, true)))
         {
-            if self.set(gateway, nsp, Item::User(user), online).1 != PresenceChange::Unchanged {
+            let change = self.set(gateway, nsp, Item::User(user), online).1;
+            if change != PresenceChange::Unchanged && user != ANONYMOUS {
                 events.push(PresenceEvent { nsp: nsp.clone(), user: user.clone(), online });
             }
         }

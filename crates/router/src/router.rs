@@ -53,7 +53,7 @@ impl Router {
             routers: Membership::register(broker.clone(), ROUTERS, own, config.lease),
             gateways: Membership::observe(broker.clone(), GATEWAYS, config.lease),
             table: Mutex::new(RoomTable::new()),
-            fanout: Fanout::new(broker, &config),
+            fanout: Fanout::new(&id, broker, &config),
             id,
         };
         Router { inner: Arc::new(inner) }

@@ -8,6 +8,7 @@ fn delivery() -> Delivery {
         rooms: vec!["r".to_owned()],
         except: vec![],
         volatile: false,
+        store: false,
         stamps: vec![Stamp { seq: 7, offset: Some("1-0".to_owned()) }],
         packet: Bytes::from_static(b"2[\"m\"]"),
     }
@@ -16,6 +17,7 @@ fn delivery() -> Delivery {
 #[rustfmt::skip]
 const ONE: &[u8] = &[
     1,                      // version
+    0, 0, 0, 2, b'r', b'1', // router id
     0, 0, 0, 1,             // one delivery
     0, 0, 0, 2, b'/', b'c', // nsp
     0, 0, 0, 1,             // one room
@@ -30,10 +32,12 @@ const ONE: &[u8] = &[
 
 #[test]
 fn encodes_to_the_documented_bytes() {
-    assert_eq!(&encode_batch(&[delivery()])[..], ONE);
-    assert_eq!(decode_batch(&Bytes::from_static(ONE)), Ok(vec![delivery()]));
-    assert_eq!(&encode_batch::<Delivery>(&[])[..], &[1, 0, 0, 0, 0]);
-    assert_eq!(decode_batch(&Bytes::from_static(&[1, 0, 0, 0, 0])), Ok(vec![]));
+    assert_eq!(&encode_batch("r1", &[delivery()])[..], ONE);
+    let batch = Batch { router_id: "r1".to_owned(), deliveries: vec![delivery()] };
+    assert_eq!(decode_batch(&Bytes::from_static(ONE)), Ok(batch));
+    const EMPTY: &[u8] = &[1, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(&encode_batch::<Delivery>("", &[])[..], EMPTY);
+    assert_eq!(decode_batch(&Bytes::from_static(EMPTY)), Ok(Batch { router_id: String::new(), deliveries: vec![] }));
 }
 
 #[test]
@@ -43,6 +47,7 @@ fn round_trips_every_field() {
         rooms: vec![],
         except: vec!["sid-1".to_owned(), "muted".to_owned()],
         volatile: true,
+        store: false,
         stamps: vec![Stamp { seq: u64::MAX, offset: None }],
         packet: Bytes::from_static(&[0, 255, 10]),
     };
@@ -50,12 +55,13 @@ fn round_trips_every_field() {
         rooms: vec!["a".to_owned(), "b".to_owned()],
         stamps: vec![Stamp { seq: 1, offset: Some("x".to_owned()) }, Stamp { seq: 2, offset: None }],
         packet: Bytes::new(),
+        store: true,
         ..delivery()
     };
-    let batch = vec![delivery(), namespace_wide, multi];
-    let encoded = encode_batch(&batch);
-    assert_eq!(encoded.len(), batch.iter().map(encoded_len).sum::<usize>() + 5, "sized exactly");
-    assert_eq!(decode_batch(&encoded), Ok(batch));
+    let deliveries = vec![delivery(), namespace_wide, multi];
+    let encoded = encode_batch("router-7", &deliveries);
+    assert_eq!(encoded.len(), deliveries.iter().map(encoded_len).sum::<usize>() + 9 + 8, "sized exactly");
+    assert_eq!(decode_batch(&encoded), Ok(Batch { router_id: "router-7".to_owned(), deliveries }));
 }
 
 #[test]
@@ -73,27 +79,27 @@ fn malformed_input_is_named() {
         bytes[at] = byte;
         decode_batch(&Bytes::from(bytes))
     };
-    let error = |result: Result<Vec<Delivery>, RouterError>| match result {
+    let error = |result: Result<Batch, RouterError>| match result {
         Err(RouterError::Malformed(why)) => why,
         other => panic!("decoded {other:?}"),
     };
     assert_eq!(error(with(0, 2)), "version 2, expected 1");
-    assert_eq!(error(with(24, 2)), "unknown flags 0x02");
-    assert_eq!(error(with(10, 0xff)), "invalid UTF-8 at byte 5");
+    assert_eq!(error(with(30, 4)), "unknown flags 0x04");
+    assert_eq!(with(30, 3).map(|batch| (batch.deliveries[0].volatile, batch.deliveries[0].store)), Ok((true, true)));
+    assert_eq!(error(with(16, 0xff)), "invalid UTF-8 at byte 11");
+    assert_eq!(error(with(6, 0xff)), "invalid UTF-8 at byte 1");
     let mut trailing = ONE.to_vec();
     trailing.push(0);
     assert_eq!(error(decode_batch(&Bytes::from(trailing))), "1 bytes after the last delivery");
     // A count far beyond the input is refused before anything is allocated.
-    assert_eq!(
-        error(decode_batch(&Bytes::from_static(&[1, 0xff, 0xff, 0xff, 0xff]))),
-        "count 4294967295 at byte 1 exceeds the input"
-    );
+    let huge = Bytes::from_static(&[1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(error(decode_batch(&huge)), "count 4294967295 at byte 5 exceeds the input");
 }
 
 #[test]
 fn packets_are_slices_of_the_batch() {
-    let encoded = encode_batch(&[delivery()]);
+    let encoded = encode_batch("r1", &[delivery()]);
     let decoded = decode_batch(&encoded).unwrap();
     let range = encoded.as_ptr_range();
-    assert!(range.contains(&decoded[0].packet.as_ptr()), "no copy");
+    assert!(range.contains(&decoded.deliveries[0].packet.as_ptr()), "no copy");
 }

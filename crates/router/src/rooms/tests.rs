@@ -53,6 +53,17 @@ fn presence_counts_users_across_gateways() {
 }
 
 #[test]
+fn sockets_without_a_user_hold_the_namespace_but_are_nobody_online() {
+    let mut table = RoomTable::new();
+    let a = gw("a");
+    assert_eq!(table.presence(&a, "/chat", ANONYMOUS, true), PresenceChange::Unchanged);
+    assert_eq!(ids(&table.namespace_gateways("/chat")), vec!["a"], "namespace-wide broadcasts reach a");
+    assert!(table.online_users("/chat").is_empty());
+    assert!(table.forget_gateway(&a).is_empty(), "nobody went offline");
+    assert!(table.namespace_gateways("/chat").is_empty());
+}
+
+#[test]
 fn a_forgotten_gateway_takes_its_rooms_and_lone_users_with_it() {
     let mut table = RoomTable::new();
     let (a, b) = (gw("a"), gw("b"));

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use switchboard_broker::Broker;
 use switchboard_router::ownership::room_key;
-use switchboard_router::{Delivery, Publish, RouterError, Stamp, decode_batch, gateway_channel};
+use switchboard_router::{Batch, Delivery, Publish, RouterError, Stamp, decode_batch, gateway_channel};
 use switchboard_testkit::RedisServer;
 use tokio::task::JoinSet;
 
-use crate::support::{NSP, QUIET, batches_of, fast, id, live_router, memory, next_batch, redis, to_rooms, until};
+use crate::support::{
+    NSP, QUIET, batches_of, fast, id, live_router, memory, next_batch, next_batch_from, redis, to_rooms, until,
+};
 
 async fn deliveries_reach_only_gateways_with_members(broker: Arc<dyn Broker>) {
     let (router, running) = live_router("r", broker.clone(), fast()).await;
@@ -30,15 +32,23 @@ async fn deliveries_reach_only_gateways_with_members(broker: Arc<dyn Broker>) {
         rooms: vec!["general".to_owned()],
         except: vec!["sid-1".to_owned()],
         volatile: false,
+        store: true,
         stamps: vec![Stamp { seq: 1, offset: Some(offset.clone()) }],
         packet: Bytes::from_static(b"hello"),
     };
-    assert_eq!(next_batch(&mut on_a, Duration::from_secs(2)).await, Some(vec![expected.clone()]));
+    let batch = next_batch_from(&mut on_a, Duration::from_secs(2)).await;
+    assert_eq!(batch, Some(Batch { router_id: "r".to_owned(), deliveries: vec![expected.clone()] }));
     assert_eq!(next_batch(&mut on_b, QUIET).await, None, "B holds no member of general");
 
     let entry = broker.stream_get("sb:room:/chat:general", &offset).await.unwrap().expect("appended");
     let stored = Delivery { stamps: vec![], ..expected };
-    assert_eq!(decode_batch(&entry.data), Ok(vec![stored]), "the stream keeps what recovery filters by");
+    let entry = decode_batch(&entry.data).map(|batch| batch.deliveries);
+    assert_eq!(entry, Ok(vec![stored]), "the stream keeps what recovery filters by");
+
+    let unstored = router.publish(Publish { store: false, ..to_rooms(&["general"], "not history") }).await.unwrap();
+    let offset = unstored.offset().expect("in the recovery log all the same").to_owned();
+    let delivered = next_batch(&mut on_a, Duration::from_secs(2)).await.expect("delivered");
+    assert_eq!((delivered[0].store, &delivered[0].stamps[..]), (false, &[Stamp { seq: 2, offset: Some(offset) }][..]));
 
     let everyone = Publish { rooms: vec![], volatile: true, ..to_rooms(&[], "to all") };
     let published = router.publish(everyone).await.unwrap();
@@ -53,7 +63,7 @@ async fn deliveries_reach_only_gateways_with_members(broker: Arc<dyn Broker>) {
 
     let nobody = router.publish(to_rooms(&["empty"], "into the void")).await.unwrap();
     assert_eq!(nobody.gateways, 0);
-    assert!(nobody.offset().is_some(), "stored all the same, for history");
+    assert!(nobody.offset().is_some(), "appended all the same, for history and recovery");
     assert_eq!(next_batch(&mut on_a, QUIET).await, None);
     assert_eq!(next_batch(&mut on_b, Duration::ZERO).await, None);
     running.stop().await.unwrap();

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use switchboard_broker::{
     BoxFuture, Broker, BrokerError, Entry, MemoryBroker, RedisBroker, RedisOptions, Retention, Subscription,
 };
-use switchboard_router::{Delivery, LeaseConfig, NodeId, Publish, Router, RouterConfig, RouterError, decode_batch};
+use switchboard_router::{
+    Batch, Delivery, LeaseConfig, NodeId, Publish, Router, RouterConfig, RouterError, decode_batch,
+};
 use switchboard_testkit::RedisServer;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -143,8 +145,14 @@ where
     }
 }
 
-/// The next batch on a gateway's channel, if one comes within `within`.
+/// The deliveries of the next batch on a gateway's channel, if one comes
+/// within `within`.
 pub(crate) async fn next_batch(subscription: &mut Subscription, within: Duration) -> Option<Vec<Delivery>> {
+    next_batch_from(subscription, within).await.map(|batch| batch.deliveries)
+}
+
+/// The next batch on a gateway's channel, with its sender.
+pub(crate) async fn next_batch_from(subscription: &mut Subscription, within: Duration) -> Option<Batch> {
     match tokio::time::timeout(within, subscription.recv()).await {
         Ok(Ok(bytes)) => Some(decode_batch(&bytes).expect("batches decode")),
         Ok(Err(error)) => panic!("subscription to {} failed: {error}", subscription.channel()),
