@@ -2,9 +2,9 @@
 //!
 //! Gateways are the truth about their own sockets; this table only records
 //! what they announced: per room, the gateways that hold at least one
-//! member (they announce their first and last member), and per namespace
-//! the users online with the gateways holding each (they announce a user's
-//! first and last socket). From that the router knows where a broadcast
+//! member (they announce their first and last member) and the users in it,
+//! and per namespace the users online, each user with the gateways holding
+//! it (they announce a user's first and last socket there). From that the router knows where a broadcast
 //! goes (never to a gateway without members) and answers presence without
 //! asking every gateway. A per-room (and per-namespace) sequence numbers
 //! the deliveries.
@@ -47,11 +47,33 @@ pub struct PresenceEvent {
 }
 
 /// Everything one gateway holds (the part of it this router owns): its
-/// rooms and its users, as `(nsp, name)` pairs.
+/// rooms, its users per namespace and its users per room.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Holdings {
+    /// `(nsp, room)`.
     pub rooms: BTreeSet<(String, String)>,
+    /// `(nsp, user)`.
     pub users: BTreeSet<(String, String)>,
+    /// `(nsp, room, user)`.
+    pub room_users: BTreeSet<(String, String, String)>,
+}
+
+impl Holdings {
+    fn is_empty(&self) -> bool {
+        self.rooms.is_empty() && self.users.is_empty() && self.room_users.is_empty()
+    }
+
+    fn set(&mut self, nsp: &str, item: Item<'_>, held: bool) {
+        let nsp = nsp.to_owned();
+        match (item, held) {
+            (Item::Room(room), true) => self.rooms.insert((nsp, room.to_owned())),
+            (Item::Room(room), false) => self.rooms.remove(&(nsp, room.to_owned())),
+            (Item::User(user), true) => self.users.insert((nsp, user.to_owned())),
+            (Item::User(user), false) => self.users.remove(&(nsp, user.to_owned())),
+            (Item::RoomUser(room, user), true) => self.room_users.insert((nsp, room.to_owned(), user.to_owned())),
+            (Item::RoomUser(room, user), false) => self.room_users.remove(&(nsp, room.to_owned(), user.to_owned())),
+        };
+    }
 }
 
 /// Rooms and presence of the namespaces this router owns.
@@ -65,7 +87,7 @@ pub struct RoomTable {
 struct Namespace {
     rooms: HashMap<String, Room>,
     users: HashMap<String, BTreeSet<GatewayId>>,
-    /// Gateways holding anything here (a room or a user), with how many
+    /// Gateways holding anything here (a room, a user), with how many
     /// things: the audience of a namespace-wide broadcast.
     holders: BTreeMap<GatewayId, usize>,
     seq: u64,
@@ -74,14 +96,65 @@ struct Namespace {
 #[derive(Debug, Default)]
 struct Room {
     gateways: BTreeSet<GatewayId>,
+    users: HashMap<String, BTreeSet<GatewayId>>,
     seq: u64,
 }
 
-/// A room or a user, of one namespace.
+/// Something a gateway holds in a namespace.
 #[derive(Debug, Clone, Copy)]
 enum Item<'a> {
     Room(&'a str),
     User(&'a str),
+    RoomUser(&'a str, &'a str),
+}
+
+impl Namespace {
+    /// The gateways holding `item`, the entry made when `create`.
+    fn gateways_mut(&mut self, item: Item<'_>, create: bool) -> Option<&mut BTreeSet<GatewayId>> {
+        match item {
+            Item::Room(name) => self.room_mut(name, create).map(|room| &mut room.gateways),
+            Item::User(user) => entry(&mut self.users, user, create),
+            Item::RoomUser(name, user) => {
+                self.room_mut(name, create).and_then(|room| entry(&mut room.users, user, create))
+            }
+        }
+    }
+
+    fn room_mut(&mut self, name: &str, create: bool) -> Option<&mut Room> {
+        if create { Some(self.rooms.entry(name.to_owned()).or_default()) } else { self.rooms.get_mut(name) }
+    }
+
+    /// Drops the entries of `item` that hold nothing any more.
+    fn prune(&mut self, item: Item<'_>) {
+        match item {
+            Item::User(user) => {
+                if self.users.get(user).is_some_and(BTreeSet::is_empty) {
+                    self.users.remove(user);
+                }
+            }
+            Item::Room(name) | Item::RoomUser(name, _) => {
+                if let Some(room) = self.rooms.get_mut(name) {
+                    if let Item::RoomUser(_, user) = item
+                        && room.users.get(user).is_some_and(BTreeSet::is_empty)
+                    {
+                        room.users.remove(user);
+                    }
+                    if room.gateways.is_empty() && room.users.is_empty() {
+                        self.rooms.remove(name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The set of `map[name]`, made when `create`.
+fn entry<'m>(
+    map: &'m mut HashMap<String, BTreeSet<GatewayId>>,
+    name: &str,
+    create: bool,
+) -> Option<&'m mut BTreeSet<GatewayId>> {
+    if create { Some(map.entry(name.to_owned()).or_default()) } else { map.get_mut(name) }
 }
 
 impl RoomTable {
@@ -92,14 +165,36 @@ impl RoomTable {
     /// A gateway got its first member of a room (`present`) or lost its
     /// last. True when that changed the room's gateways.
     pub fn membership(&mut self, gateway: &GatewayId, nsp: &str, room: &str, present: bool) -> bool {
-        self.set(gateway, nsp, Item::Room(room), present).0
+        self.set(gateway, nsp, Item::Room(room), present) != Change::None
     }
 
     /// A user's first socket on a gateway connected (`online`) or its last
     /// there left; what that changed for the user cluster-wide.
     pub fn presence(&mut self, gateway: &GatewayId, nsp: &str, user: &str, online: bool) -> PresenceChange {
-        let change = self.set(gateway, nsp, Item::User(user), online).1;
-        if user == ANONYMOUS { PresenceChange::Unchanged } else { change }
+        match self.set(gateway, nsp, Item::User(user), online) {
+            _ if user == ANONYMOUS => PresenceChange::Unchanged,
+            Change::First => PresenceChange::CameOnline,
+            Change::Last => PresenceChange::WentOffline,
+            Change::Some | Change::None => PresenceChange::Unchanged,
+        }
+    }
+
+    /// A user's first socket in a room on a gateway joined it (`present`),
+    /// or its last there left; `CameOnline` when the user is now in the
+    /// room (on any gateway) and was not, `WentOffline` when it left it.
+    pub fn room_presence(
+        &mut self,
+        gateway: &GatewayId,
+        nsp: &str,
+        room: &str,
+        user: &str,
+        present: bool,
+    ) -> PresenceChange {
+        match self.set(gateway, nsp, Item::RoomUser(room, user), present) {
+            Change::First => PresenceChange::CameOnline,
+            Change::Last => PresenceChange::WentOffline,
+            Change::Some | Change::None => PresenceChange::Unchanged,
+        }
     }
 
     /// The gateways holding members of a room, sorted.
@@ -116,10 +211,12 @@ impl RoomTable {
 
     /// The users online in a namespace, sorted.
     pub fn online_users(&self, nsp: &str) -> Vec<String> {
-        let users = self.namespaces.get(nsp).map(|ns| ns.users.keys().filter(|user| *user != ANONYMOUS));
-        let mut users: Vec<String> = users.map(|users| users.cloned().collect()).unwrap_or_default();
-        users.sort_unstable();
-        users
+        sorted_users(self.namespaces.get(nsp).map(|ns| &ns.users))
+    }
+
+    /// The users in a room, sorted.
+    pub fn room_users(&self, nsp: &str, room: &str) -> Vec<String> {
+        sorted_users(self.namespaces.get(nsp).and_then(|ns| ns.rooms.get(room)).map(|room| &room.users))
     }
 
     /// What a gateway holds here.
@@ -153,21 +250,22 @@ impl RoomTable {
     /// everything); the users that came online or went offline by it.
     pub fn resync(&mut self, gateway: &GatewayId, state: Holdings) -> Vec<PresenceEvent> {
         let old = self.holdings(gateway);
-        let mut events = Vec::new();
+        for (nsp, room, user) in old.room_users.difference(&state.room_users) {
+            self.set(gateway, nsp, Item::RoomUser(room, user), false);
+        }
+        for (nsp, room, user) in state.room_users.difference(&old.room_users) {
+            self.set(gateway, nsp, Item::RoomUser(room, user), true);
+        }
         for (nsp, room) in old.rooms.difference(&state.rooms) {
             self.set(gateway, nsp, Item::Room(room), false);
         }
         for (nsp, room) in state.rooms.difference(&old.rooms) {
             self.set(gateway, nsp, Item::Room(room), true);
         }
-        for ((nsp, user), online) in old
-            .users
-            .difference(&state.users)
-            .map(|item| (item, false))
-            .chain(state.users.difference(&old.users).map(|item| (item, true)))
-        {
-            let change = self.set(gateway, nsp, Item::User(user), online).1;
-            if change != PresenceChange::Unchanged && user != ANONYMOUS {
+        let mut events = Vec::new();
+        let gone = old.users.difference(&state.users).map(|item| (item, false));
+        for ((nsp, user), online) in gone.chain(state.users.difference(&old.users).map(|item| (item, true))) {
+            if self.presence(gateway, nsp, user, online) != PresenceChange::Unchanged {
                 events.push(PresenceEvent { nsp: nsp.clone(), user: user.clone(), online });
             }
         }
@@ -175,107 +273,94 @@ impl RoomTable {
     }
 
     /// Keeps only what `owns` says this router owns, by ownership key
-    /// (`room:<nsp>:<room>` for rooms, `nsp:<nsp>` for presence); the rest
-    /// moved to another owner, whom its gateways announce it to.
+    /// (`room:<nsp>:<room>` for rooms and their users, `nsp:<nsp>` for the
+    /// namespace's users); the rest moved to another owner, whom its
+    /// gateways announce it to.
     pub fn retain_owned(&mut self, owns: impl Fn(&str) -> bool) {
-        let mut dropped = Vec::new();
-        for (nsp, ns) in &self.namespaces {
-            let presence_owned = owns(&nsp_key(nsp));
-            for (user, gateways) in ns.users.iter().filter(|_| !presence_owned) {
-                dropped.extend(gateways.iter().map(|gw| (gw.clone(), nsp.clone(), user.clone(), true)));
-            }
-            for (room, state) in ns.rooms.iter().filter(|(room, _)| !owns(&room_key(nsp, room))) {
-                dropped.extend(state.gateways.iter().map(|gw| (gw.clone(), nsp.clone(), room.clone(), false)));
+        let mut dropped: Vec<(GatewayId, Holdings)> = Vec::new();
+        for (gateway, holdings) in &self.held {
+            let users = holdings.users.iter().filter(|(nsp, _)| !owns(&nsp_key(nsp))).cloned().collect();
+            let rooms = holdings.rooms.iter().filter(|(nsp, room)| !owns(&room_key(nsp, room))).cloned().collect();
+            let room_users =
+                holdings.room_users.iter().filter(|(nsp, room, _)| !owns(&room_key(nsp, room))).cloned().collect();
+            let moved = Holdings { rooms, users, room_users };
+            if !moved.is_empty() {
+                dropped.push((gateway.clone(), moved));
             }
         }
-        for (gateway, nsp, name, is_user) in dropped {
-            let item = if is_user { Item::User(&name) } else { Item::Room(&name) };
-            self.set(&gateway, &nsp, item, false);
+        for (gateway, moved) in dropped {
+            for (nsp, room, user) in &moved.room_users {
+                self.set(&gateway, nsp, Item::RoomUser(room, user), false);
+            }
+            for (nsp, room) in &moved.rooms {
+                self.set(&gateway, nsp, Item::Room(room), false);
+            }
+            for (nsp, user) in &moved.users {
+                self.set(&gateway, nsp, Item::User(user), false);
+            }
         }
     }
 
-    /// Records that `gateway` holds (or no longer holds) `item`; whether
-    /// that changed anything, and for a user what it changed cluster-wide.
-    fn set(&mut self, gateway: &GatewayId, nsp: &str, item: Item<'_>, held: bool) -> (bool, PresenceChange) {
-        if held {
-            let ns = self.namespaces.entry(nsp.to_owned()).or_default();
-            let (inserted, first) = match item {
-                Item::Room(room) => {
-                    (ns.rooms.entry(room.to_owned()).or_default().gateways.insert(gateway.clone()), false)
-                }
-                Item::User(user) => {
-                    let gateways = ns.users.entry(user.to_owned()).or_default();
-                    (gateways.insert(gateway.clone()), gateways.len() == 1)
-                }
-            };
-            if !inserted {
-                return (false, PresenceChange::Unchanged);
-            }
-            *ns.holders.entry(gateway.clone()).or_default() += 1;
-            let holdings = self.held.entry(gateway.clone()).or_default();
-            match item {
-                Item::Room(room) => holdings.rooms.insert((nsp.to_owned(), room.to_owned())),
-                Item::User(user) => holdings.users.insert((nsp.to_owned(), user.to_owned())),
-            };
-            (true, if first { PresenceChange::CameOnline } else { PresenceChange::Unchanged })
+    /// Records that `gateway` holds (or no longer holds) `item`.
+    fn set(&mut self, gateway: &GatewayId, nsp: &str, item: Item<'_>, held: bool) -> Change {
+        let ns = if held {
+            self.namespaces.entry(nsp.to_owned()).or_default()
         } else {
-            let Some(ns) = self.namespaces.get_mut(nsp) else { return (false, PresenceChange::Unchanged) };
-            let (removed, last) = match item {
-                Item::Room(room) => remove_from(&mut ns.rooms, room, |r| &mut r.gateways, gateway),
-                Item::User(user) => remove_from(&mut ns.users, user, |g| g, gateway),
-            };
-            if !removed {
-                return (false, PresenceChange::Unchanged);
+            match self.namespaces.get_mut(nsp) {
+                Some(ns) => ns,
+                None => return Change::None,
             }
-            if let Some(count) = ns.holders.get_mut(gateway) {
-                *count -= 1;
-                if *count == 0 {
-                    ns.holders.remove(gateway);
-                }
+        };
+        let Some(gateways) = ns.gateways_mut(item, held) else { return Change::None };
+        let changed = if held { gateways.insert(gateway.clone()) } else { gateways.remove(gateway) };
+        if !changed {
+            return Change::None;
+        }
+        let change = match (held, gateways.len()) {
+            (true, 1) => Change::First,
+            (false, 0) => Change::Last,
+            _ => Change::Some,
+        };
+        ns.prune(item);
+        let count = ns.holders.entry(gateway.clone()).or_default();
+        if held {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                ns.holders.remove(gateway);
             }
             if ns.holders.is_empty() {
                 self.namespaces.remove(nsp);
             }
-            if let Some(holdings) = self.held.get_mut(gateway) {
-                let key = (nsp.to_owned(), item.name().to_owned());
-                match item {
-                    Item::Room(_) => holdings.rooms.remove(&key),
-                    Item::User(_) => holdings.users.remove(&key),
-                };
-                if holdings.rooms.is_empty() && holdings.users.is_empty() {
-                    self.held.remove(gateway);
-                }
-            }
-            let went_offline = matches!(item, Item::User(_)) && last;
-            (true, if went_offline { PresenceChange::WentOffline } else { PresenceChange::Unchanged })
         }
+        let holdings = self.held.entry(gateway.clone()).or_default();
+        holdings.set(nsp, item, held);
+        if holdings.is_empty() {
+            self.held.remove(gateway);
+        }
+        change
     }
 }
 
-impl Item<'_> {
-    fn name(&self) -> &str {
-        match self {
-            Item::Room(name) | Item::User(name) => name,
-        }
-    }
+/// What one [`RoomTable::set`] did to the gateways of its item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    None,
+    /// The first gateway holds it.
+    First,
+    /// The last gateway left it.
+    Last,
+    /// Another gateway came or went.
+    Some,
 }
 
-/// Removes `gateway` from the set of `map[name]`, and the entry when its
-/// set is left empty; (removed, that was the last one).
-fn remove_from<V>(
-    map: &mut HashMap<String, V>,
-    name: &str,
-    gateways: impl Fn(&mut V) -> &mut BTreeSet<GatewayId>,
-    gateway: &GatewayId,
-) -> (bool, bool) {
-    let Some(value) = map.get_mut(name) else { return (false, false) };
-    let set = gateways(value);
-    let removed = set.remove(gateway);
-    let last = set.is_empty();
-    if last {
-        map.remove(name);
-    }
-    (removed, last)
+/// The users of a map, without the anonymous one, sorted.
+fn sorted_users(users: Option<&HashMap<String, BTreeSet<GatewayId>>>) -> Vec<String> {
+    let mut users: Vec<String> =
+        users.map(|users| users.keys().filter(|user| *user != ANONYMOUS).cloned().collect()).unwrap_or_default();
+    users.sort_unstable();
+    users
 }
 
 /// Sets of `(nsp, name)` pairs, for building [`Holdings`].

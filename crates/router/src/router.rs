@@ -95,6 +95,20 @@ impl Router {
         self.table().presence(gateway, nsp, user, online)
     }
 
+    /// A user's first socket in a room on a gateway joined it (`present`),
+    /// or its last there left; whether the user joined or left the room
+    /// cluster-wide.
+    pub fn room_presence(
+        &self,
+        gateway: &GatewayId,
+        nsp: &str,
+        room: &str,
+        user: &str,
+        present: bool,
+    ) -> PresenceChange {
+        self.table().room_presence(gateway, nsp, room, user, present)
+    }
+
     /// Replaces what a gateway holds here (it re-announced everything).
     pub fn resync(&self, gateway: &GatewayId, state: Holdings) -> Vec<PresenceEvent> {
         self.table().resync(gateway, state)
@@ -111,6 +125,11 @@ impl Router {
     /// The gateways holding members of a room.
     pub fn gateways_of(&self, nsp: &str, room: &str) -> Vec<GatewayId> {
         self.table().gateways_of(nsp, room)
+    }
+
+    /// The users in a room (that this replica owns).
+    pub fn room_users(&self, nsp: &str, room: &str) -> Vec<String> {
+        self.table().room_users(nsp, room)
     }
 
     /// The users online in a namespace (whose presence this replica owns).

@@ -53,6 +53,31 @@ fn presence_counts_users_across_gateways() {
 }
 
 #[test]
+fn rooms_know_their_users_across_gateways() {
+    let mut table = RoomTable::new();
+    let (a, b) = (gw("a"), gw("b"));
+    table.membership(&a, "/chat", "general", true);
+    table.membership(&b, "/chat", "general", true);
+    assert_eq!(table.room_presence(&a, "/chat", "general", "u1", true), PresenceChange::CameOnline, "joined");
+    assert_eq!(table.room_presence(&b, "/chat", "general", "u1", true), PresenceChange::Unchanged);
+    assert_eq!(table.room_presence(&b, "/chat", "general", "u1", true), PresenceChange::Unchanged, "repeated");
+    table.room_presence(&b, "/chat", "general", "u0", true);
+    table.room_presence(&b, "/chat", "random", "u2", true);
+    assert_eq!(table.room_users("/chat", "general"), vec!["u0", "u1"]);
+    assert_eq!(table.room_users("/chat", "random"), vec!["u2"]);
+    assert!(table.online_users("/chat").is_empty(), "room users are not namespace presence");
+
+    assert_eq!(table.room_presence(&a, "/chat", "general", "u1", false), PresenceChange::Unchanged, "still on b");
+    assert_eq!(table.room_presence(&b, "/chat", "general", "u1", false), PresenceChange::WentOffline, "left");
+    table.membership(&b, "/chat", "general", false);
+    assert_eq!(ids(&table.gateways_of("/chat", "general")), vec!["a"]);
+    assert_eq!(table.room_users("/chat", "general"), vec!["u0"], "b's user stays until announced gone");
+    table.forget_gateway(&b);
+    table.forget_gateway(&a);
+    assert!(table.namespaces.is_empty() && table.held.is_empty(), "nothing left behind");
+}
+
+#[test]
 fn sockets_without_a_user_hold_the_namespace_but_are_nobody_online() {
     let mut table = RoomTable::new();
     let a = gw("a");
@@ -95,10 +120,13 @@ fn a_resync_replaces_what_a_gateway_held() {
     table.presence(&a, "/chat", "left", true);
     table.presence(&a, "/chat", "stays", true);
     table.presence(&b, "/chat", "moved", true);
+    table.room_presence(&a, "/chat", "stale", "stays", true);
 
+    let room_user = ("/chat".to_owned(), "new".to_owned(), "fresh".to_owned());
     let state = Holdings {
         rooms: pairs([("/chat", "kept"), ("/chat", "new")]),
         users: pairs([("/chat", "stays"), ("/chat", "moved"), ("/chat", "fresh")]),
+        room_users: [room_user].into(),
     };
     let mut events = table.resync(&a, state.clone());
     events.sort();
@@ -106,7 +134,9 @@ fn a_resync_replaces_what_a_gateway_held() {
     assert_eq!(events, vec![event("fresh", true), event("left", false)], "moved was online on b already");
     assert_eq!(table.holdings(&a), state);
     assert!(table.gateways_of("/chat", "stale").is_empty());
+    assert!(table.room_users("/chat", "stale").is_empty());
     assert_eq!(ids(&table.gateways_of("/chat", "new")), vec!["a"]);
+    assert_eq!(table.room_users("/chat", "new"), vec!["fresh"]);
     assert_eq!(table.online_users("/chat"), vec!["fresh", "moved", "stays"]);
     assert!(table.resync(&a, state).is_empty(), "the same state again changes nothing");
 }
@@ -134,7 +164,11 @@ fn what_moved_to_another_owner_is_dropped() {
     table.membership(&b, "/chat", "theirs", true);
     table.presence(&a, "/chat", "u", true);
     table.presence(&b, "/other", "v", true);
+    table.room_presence(&a, "/chat", "mine", "u", true);
+    table.room_presence(&b, "/chat", "theirs", "v", true);
     table.retain_owned(|key| key == "room:/chat:mine" || key == "nsp:/other");
+    assert_eq!(table.room_users("/chat", "mine"), vec!["u"]);
+    assert!(table.room_users("/chat", "theirs").is_empty());
     assert_eq!(ids(&table.gateways_of("/chat", "mine")), vec!["a"]);
     assert!(table.gateways_of("/chat", "theirs").is_empty());
     assert!(table.online_users("/chat").is_empty(), "/chat's presence moved");
