@@ -4,7 +4,7 @@
 //! appended to (and by age when read); keys are a map with expiry times,
 //! swept now and then as it grows; channels are `tokio::sync::broadcast`
 //! senders, dropped when their last subscriber is gone; lease sets are in
-//! [`lease`]. Every lock is a short synchronous section: nothing is awaited
+//! `lease`. Every lock is a short synchronous section: nothing is awaited
 //! while holding one.
 
 mod lease;

@@ -1,4 +1,4 @@
-//! [`Batchers`]: one queue and task per gateway that turns deliveries into
+//! `Batchers`: one queue and task per gateway that turns deliveries into
 //! batches, one `PUBLISH` on `sb:gw:<gateway id>` each.
 //!
 //! A batch leaves when it holds `max_deliveries` or `linger` after its first

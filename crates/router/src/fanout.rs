@@ -1,4 +1,4 @@
-//! [`Fanout`]: one broadcast, from the owner to the gateways that need it.
+//! `Fanout`: one broadcast, from the owner to the gateways that need it.
 //!
 //! A broadcast goes to one or more rooms of a namespace, or to the whole
 //! namespace (no rooms). Each room, and the namespace's own broadcasts, is

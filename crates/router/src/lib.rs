@@ -9,11 +9,12 @@
 //!   (`<id>|<address>` in a lease set).
 //! - [`membership`]: [`Membership`], a lease in `sb:routers` or
 //!   `sb:gateways` and the live set, polled and published on a watch
-//!   channel.
+//!   channel, held through broker outages and restarts.
 //! - [`ownership`]: rendezvous hashing over the live routers (a stable
 //!   64-bit hash), and the keys `room:<nsp>:<room>` and `nsp:<nsp>`.
-//! - [`rooms`]: [`RoomTable`], per room the gateways with members, per
-//!   namespace the users online, per room a sequence. Plain data.
+//! - [`rooms`]: [`RoomTable`], per room the gateways with members and the
+//!   users, per namespace the users online, per room a sequence. Plain
+//!   data.
 //! - [`fanout`]: [`Publish`] → stream append (`sb:room:<nsp>:<room>`),
 //!   numbering, one delivery per gateway with members, in offset order.
 //! - [`batcher`]: per gateway, deliveries batched into one `PUBLISH` on

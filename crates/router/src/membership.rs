@@ -154,8 +154,7 @@ impl Membership {
         let Some(own) = &self.own else { return Ok(()) };
         let outcome = self.broker.lease_renew(&self.set, &own.lease_entry(), self.config.ttl).await;
         let failed = outcome.is_err();
-        if lock(&self.health).renew_failed != failed {
-            lock(&self.health).renew_failed = failed;
+        if std::mem::replace(&mut lock(&self.health).renew_failed, failed) != failed {
             match &outcome {
                 Err(error) => tracing::warn!(set = %self.set, %error, "lease renewal failed"),
                 Ok(()) => tracing::info!(set = %self.set, "lease renewed again"),
@@ -167,32 +166,35 @@ impl Membership {
     /// Reads the live set from the broker and publishes it if it changed;
     /// whether it did.
     pub async fn refresh(&self) -> Result<bool, RouterError> {
-        let entries = match self.broker.lease_members(&self.set).await {
-            Ok(entries) => entries,
+        let (entries, epoch) = match self.read().await {
+            Ok(read) => read,
             Err(error) => {
                 if !std::mem::replace(&mut lock(&self.health).poll_failed, true) {
                     tracing::warn!(set = %self.set, %error, "reading the live set failed; keeping the last view");
                 }
-                return Err(error.into());
+                return Err(error);
             }
         };
         let observed = LiveSet::new(entries.iter().filter_map(|entry| parse(&self.set, entry)).collect());
-        // After the members: an epoch read before them could predate a
-        // restart that emptied the set.
-        let epoch = self.epoch().await?;
         let now = Instant::now();
-        let settling = {
+        let (settling, lost) = {
             let mut health = lock(&self.health);
             if std::mem::replace(&mut health.poll_failed, false) {
                 tracing::info!(set = %self.set, "live set readable again; holding the view for one lease");
                 health.settle_until = Some(now + self.config.ttl);
             }
-            if health.epoch.replace(epoch.clone()).is_some_and(|seen| seen != epoch) {
+            let lost = health.epoch.replace(epoch.clone()).is_some_and(|seen| seen != epoch);
+            if lost {
                 tracing::warn!(set = %self.set, "the broker lost the leases (restarted?); holding the view for one lease");
                 health.settle_until = Some(now + self.config.ttl);
             }
-            health.settle_until.is_some_and(|until| now < until)
+            (health.settle_until.is_some_and(|until| now < until), lost)
         };
+        if lost {
+            // Back in the set at once rather than at the next tick; a
+            // failure is retried then.
+            let _ = self.renew().await;
+        }
         Ok(self.live.send_if_modified(|view| {
             let next = if settling { view.union(&observed) } else { observed };
             let changed = *view != next;
@@ -203,6 +205,13 @@ impl Membership {
             }
             changed
         }))
+    }
+
+    /// The members of the set and its epoch, in that order: an epoch read
+    /// before the members could predate a restart that emptied the set.
+    async fn read(&self) -> Result<(Vec<String>, Bytes), RouterError> {
+        let entries = self.broker.lease_members(&self.set).await?;
+        Ok((entries, self.epoch().await?))
     }
 
     /// The set's epoch, created if missing.
