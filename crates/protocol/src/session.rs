@@ -190,8 +190,11 @@ impl Session {
             Some(at) if now >= at => {
                 self.next_ping = None;
                 // Counted from when the ping was due, not from when the timer
-                // fired: a late timer must not stretch the client's allowance.
-                self.pong_deadline = Some(at + self.settings.ping_timeout);
+                // fired: a slightly late timer must not stretch the client's
+                // allowance. A very late one (a stalled process) still leaves
+                // the client half of it, rather than a deadline in the past.
+                let timeout = self.settings.ping_timeout;
+                self.pong_deadline = Some((at + timeout).max(now + timeout / 2));
                 Some(Action::Send(Packet::Ping { probe: false }))
             }
             _ => None,
@@ -232,6 +235,20 @@ mod tests {
         assert_eq!(s.on_timeout(t1 + Duration::from_secs(20)), Some(Action::Close(CloseReason::PingTimeout)));
         assert!(s.is_closed());
         assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_very_late_timer_still_leaves_time_for_the_pong() {
+        let t0 = Instant::now();
+        let mut s = Session::new(settings(), Transport::WebSocket, t0);
+        let late = t0 + Duration::from_secs(25 + 30);
+        assert_eq!(s.on_timeout(late), Some(Action::Send(Packet::Ping { probe: false })));
+        assert_eq!(s.next_deadline(), Some(late + Duration::from_secs(10)));
+        let slightly_late = Instant::now();
+        let mut s = Session::new(settings(), Transport::WebSocket, slightly_late);
+        let due = slightly_late + Duration::from_secs(25);
+        s.on_timeout(due + Duration::from_millis(2));
+        assert_eq!(s.next_deadline(), Some(due + Duration::from_secs(20)), "counted from when the ping was due");
     }
 
     #[test]
