@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use switchboard_gateway::{JoinError, Socket, Target};
+use switchboard_gateway::{Socket, Target};
 
 use crate::error::ChatError;
 use crate::events::ok;
@@ -17,11 +17,6 @@ impl Chat {
     pub(crate) async fn room_join(&self, socket: &Arc<Socket>, args: &[Value]) -> Result<Value, ChatError> {
         let request = join_request(first(args)?)?;
         let nsp = socket.namespace();
-        if nsp.socket(request.room).is_some() {
-            // A socket id is a room of one: joining it would receive what is
-            // meant for that socket.
-            return Err(JoinError::InvalidName.into());
-        }
         let was_member = socket.in_room(request.room);
         socket.join(request.room)?;
         // Joined before reading the history, so a message sent meanwhile

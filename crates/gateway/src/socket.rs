@@ -178,17 +178,14 @@ impl Socket {
         if room.is_empty() {
             return Err(JoinError::InvalidName);
         }
+        if self.nsp.socket(room).is_some() {
+            // A socket's id is its private room (its own included): joining
+            // another's would capture what is sent to that socket.
+            return Err(JoinError::InvalidName);
+        }
         if room.chars().count() > limits.max_room_name_len {
             Limit::RoomNameLength.count();
             return Err(JoinError::NameTooLong);
-        }
-        if room == &*self.id {
-            return Ok(());
-        }
-        if self.nsp.socket(room).is_some() {
-            // A socket's id is its private room: joining it would capture
-            // what is sent to that socket.
-            return Err(JoinError::InvalidName);
         }
         let room: Arc<str> = {
             let mut rooms = lock(&self.rooms);

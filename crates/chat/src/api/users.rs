@@ -7,7 +7,6 @@ use axum::http::Uri;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchboard_gateway::JoinError;
 
 use super::{Api, body, query};
 use crate::error::ChatError;
@@ -44,9 +43,6 @@ pub(super) async fn join(
 ) -> Result<Json<Value>, ChatError> {
     let request: RoomBody = body(&bytes, false)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    if nsp.socket(&request.room).is_some() {
-        return Err(ChatError::Join(JoinError::InvalidName));
-    }
     let mut joined = 0;
     let mut refusal = None;
     for socket in nsp.sockets_of_user(&user) {
