@@ -35,6 +35,6 @@ pub use config::{Config, Cors, Limits};
 pub use handler::{BoxFuture, ConnectRefusal, DisconnectReason, Event, Handler};
 pub use limits::Limit;
 pub use namespace::{Namespace, Target};
-pub use server::{Gateway, GatewayBuilder, serve};
+pub use server::{Gateway, GatewayBuilder, serve, url_pairs};
 pub use socket::{AckError, AckReply, JoinError, Socket};
 pub use switchboard_auth::Identity;

@@ -290,7 +290,8 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
     }
 }
 
-pub(crate) fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+/// The decoded `key=value` pairs of a query string (`+` is a space).
+pub fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         Some((percent_decode(key)?, percent_decode(value)?))

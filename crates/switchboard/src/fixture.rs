@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use switchboard_auth::Authenticator;
 use switchboard_gateway::handler::ConnectRequest;
-use switchboard_gateway::{BoxFuture, Config, ConnectRefusal, Cors, Event, Gateway, Handler, Socket};
+use switchboard_gateway::{BoxFuture, Config, ConnectRefusal, Cors, Event, Gateway, Handler, Socket, url_pairs};
 use switchboard_protocol::binary::placeholder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -271,7 +271,8 @@ impl ClientSuite {
 
 /// The reference server's `socket.handshake`, as far as the suites read it.
 fn handshake(socket: &Socket, auth: &Value) -> Value {
-    let query: serde_json::Map<String, Value> = url_pairs(socket.handshake_query()).collect();
+    let query: serde_json::Map<String, Value> =
+        url_pairs(socket.handshake_query()).map(|(k, v)| (k, Value::String(v))).collect();
     let issued = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     json!({
         "headers": {},
@@ -284,37 +285,6 @@ fn handshake(socket: &Socket, auth: &Value) -> Value {
         "query": query,
         "auth": auth,
     })
-}
-
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, Value)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(key), Value::String(decode(value)))
-    })
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The current time as JavaScript's `Date.toJSON()` writes it.
