@@ -12,6 +12,7 @@ mod support;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
+use switchboard_testkit::eventually;
 
 use bytes::Bytes;
 use conformance::recv;
@@ -41,22 +42,6 @@ async fn broker(redis: &RedisServer, options: RedisOptions) -> RedisBroker {
     let broker = RedisBroker::connect(&redis.url(), options).await.expect("a valid url");
     broker.ping().await.expect("the test Redis answers");
     broker
-}
-
-/// Calls `attempt` until it gives `Some`, for at most `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Asserts that `call` fails with `Unavailable` within the timeout.

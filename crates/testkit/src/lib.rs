@@ -30,12 +30,14 @@ pub mod client;
 pub mod http;
 pub mod redis;
 pub mod server;
+pub mod wait;
 
 pub use client::{ConnectError, Event, TestClient};
 pub use http::HttpResponse;
 pub use redis::RedisServer;
 pub use server::{Options, TestServer, spawn_standalone};
 pub use switchboard_auth::mint_hs256;
+pub use wait::eventually;
 
 /// How long a wait lasts unless told otherwise.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -3,10 +3,10 @@
 //! running on a task that can be stopped or killed, and bounded waits for
 //! live sets and batches.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+pub(crate) use switchboard_testkit::eventually;
 
 use bytes::Bytes;
 use switchboard_broker::{
@@ -126,22 +126,6 @@ pub(crate) async fn until<T>(
         Ok(Ok(_)) => started.elapsed(),
         Ok(Err(_)) => panic!("{what}: the live set is gone"),
         Err(_) => panic!("{what}: not within {within:?}"),
-    }
-}
-
-/// Calls `attempt` until it gives `Some`, for at most `within`.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, within: Duration, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
