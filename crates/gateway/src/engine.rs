@@ -27,6 +27,7 @@ use crate::namespace::Namespace;
 use crate::outbox::Outbox;
 use crate::server::Shared;
 use crate::socket::{AckReply, NewSocket, Socket};
+use crate::sync::lock;
 use crate::transport::ws::WsConn;
 
 /// What the transport should do after a packet.
@@ -444,8 +445,4 @@ pub(crate) fn random_id() -> String {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

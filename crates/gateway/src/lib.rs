@@ -29,6 +29,7 @@ mod outbox;
 mod recovery;
 pub mod server;
 pub mod socket;
+mod sync;
 mod transport;
 
 pub use config::{Config, Cors, Limits};

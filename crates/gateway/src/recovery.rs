@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
+use crate::sync::lock;
 
 /// Who a logged packet was for.
 #[derive(Debug)]
@@ -140,10 +141,6 @@ impl Recovery {
             .collect();
         Some(Restored { sid: session.sid, user_id: session.user_id, rooms: session.rooms, missed })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

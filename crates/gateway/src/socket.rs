@@ -22,6 +22,7 @@ use crate::handler::DisconnectReason;
 use crate::limits::{Limit, TokenBucket};
 use crate::namespace::{Namespace, Target};
 use crate::outbox::PushError;
+use crate::sync::lock;
 
 /// Why joining a room was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -340,8 +341,4 @@ impl Socket {
         }
         Err(notify)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::batch::{Delivery, encode_batch};
 use crate::config::BatchConfig;
+use crate::sync::lock;
 use crate::{GatewayId, RouterError, RouterId};
 
 /// Counter of batches published, label `outcome` (`ok`, `unheard`, `failed`).
@@ -145,8 +146,4 @@ async fn publish(broker: &dyn Broker, channel: &Channel, batch: &mut Vec<Queued>
         let _ = queued.done.send(outcome.clone());
     }
     outcome
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

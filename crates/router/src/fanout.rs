@@ -44,6 +44,7 @@ use crate::batcher::Batchers;
 use crate::config::RouterConfig;
 use crate::ownership::{hash64, nsp_key, room_key};
 use crate::rooms::RoomTable;
+use crate::sync::lock;
 use crate::{GatewayId, RouterError, RouterId};
 
 /// Lock stripes: enough that unrelated rooms rarely wait on each other.
@@ -260,10 +261,6 @@ fn note_failure(stripes: &mut [MutexGuard<'_, Stripe>], error: RouterError) -> R
 /// The lock stripe of a lane.
 fn stripe(key: &str) -> usize {
     (hash64("", key) % STRIPES as u64) as usize
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

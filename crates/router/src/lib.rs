@@ -39,6 +39,7 @@ pub mod node;
 pub mod ownership;
 pub mod rooms;
 pub mod router;
+mod sync;
 
 pub use batch::{Batch, Delivery, Stamp, decode_batch, encode_batch};
 pub use batcher::gateway_channel;

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::LeaseConfig;
+use crate::sync::lock;
 use crate::{Member, NodeId, RouterError};
 
 /// The lease set of router replicas.
@@ -280,10 +281,6 @@ fn parse(set: &str, entry: &str) -> Option<Member> {
     Member::parse(entry)
         .inspect_err(|error| tracing::debug!(set, entry, %error, "ignoring a lease member that does not parse"))
         .ok()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
