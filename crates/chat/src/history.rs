@@ -114,6 +114,13 @@ impl Chat {
             "type": kind,
             "createdAt": now_ms(),
         });
+        if socket.namespace().is_clustered() {
+            // The owning router numbers, stores and delivers it in one step,
+            // the id written in: history order is delivery order.
+            let id = socket.namespace().broadcast_stored(room, "message:new", &message, "id").await?;
+            metrics::counter!("switchboard_chat_messages_stored_total").increment(1);
+            return Ok(json!({ "id": id }));
+        }
         let stream = stream_name(socket.namespace().name(), room);
         let data = Bytes::from(message.to_string());
         let id = {
@@ -150,7 +157,7 @@ impl Chat {
         let stamp = Bytes::from(now_ms().to_string());
         if self.broker.set_if_absent(&key, stamp, Some(self.config.history_max_age)).await? {
             let notice = json!({ "messageId": message_id, "userId": socket.user_id() });
-            nsp.emit(&socket.to(room), "message:read", &[notice]);
+            nsp.broadcast(&socket.to(room), "message:read", &[notice], &[]).await?;
             metrics::counter!("switchboard_chat_read_receipts_total").increment(1);
         }
         Ok(ok())

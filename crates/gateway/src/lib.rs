@@ -13,11 +13,14 @@
 //! - `recovery`: the packet log and sessions kept for recovery.
 //! - `frame`, `outbox`, `encode`: frames encoded once and queued per session.
 //! - [`handler`]: what an application (the chat) implements.
+//! - [`cluster`]: [`ClusterLink`], what a cluster gateway tells and asks
+//!   the rest of the cluster (implemented by crate `switchboard-cluster`).
 //!
 //! What is not here: the chat's events (crate `switchboard-chat`), token
 //! checking (crate `switchboard-auth`), configuration from the environment
 //! (the `switchboard` binary).
 
+pub mod cluster;
 pub mod config;
 mod encode;
 mod engine;
@@ -32,6 +35,7 @@ pub mod socket;
 mod sync;
 mod transport;
 
+pub use cluster::{ClusterLink, Unavailable};
 pub use config::{Config, Cors, Limits};
 pub use handler::{BoxFuture, ConnectRefusal, DisconnectReason, Event, Handler};
 pub use limits::Limit;

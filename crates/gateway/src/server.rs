@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::cluster::ClusterLink;
 use crate::config::Config;
 use crate::engine::{EngineConn, random_id};
 use crate::handler::Handler;
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     next_key: AtomicU64,
     pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// In a cluster: the link every namespace broadcasts through.
+    link: Option<Arc<dyn ClusterLink>>,
 }
 
 impl Shared {
@@ -78,7 +81,7 @@ impl Shared {
         let nsp = self
             .namespaces
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(Namespace::new(name, handler, self.config.clone())))
+            .or_insert_with(|| Arc::new(Namespace::new(name, handler, self.config.clone(), self.link.clone())))
             .clone();
         Some(nsp)
     }
@@ -90,12 +93,20 @@ pub struct GatewayBuilder {
     auth: Authenticator,
     namespaces: Vec<(String, Arc<dyn Handler>)>,
     dynamic: Option<DynamicNamespaces>,
+    link: Option<Arc<dyn ClusterLink>>,
 }
 
 impl GatewayBuilder {
     /// Mounts an application on a namespace.
     pub fn namespace(mut self, name: &str, handler: Arc<dyn Handler>) -> Self {
         self.namespaces.push((name.to_owned(), handler));
+        self
+    }
+
+    /// Makes this gateway part of a cluster: broadcasts go through `link`,
+    /// which hears of room and user changes and keeps sessions.
+    pub fn link(mut self, link: Arc<dyn ClusterLink>) -> Self {
+        self.link = Some(link);
         self
     }
 
@@ -109,7 +120,7 @@ impl GatewayBuilder {
         let config = Arc::new(self.config);
         let namespaces = DashMap::new();
         for (name, handler) in self.namespaces {
-            let nsp = Arc::new(Namespace::new(&name, handler, config.clone()));
+            let nsp = Arc::new(Namespace::new(&name, handler, config.clone(), self.link.clone()));
             namespaces.insert(Arc::from(name.as_str()), nsp);
         }
         Gateway {
@@ -123,6 +134,7 @@ impl GatewayBuilder {
                 next_key: AtomicU64::new(0),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                link: self.link,
             }),
         }
     }
@@ -142,7 +154,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     pub fn builder(config: Config, auth: Authenticator) -> GatewayBuilder {
-        GatewayBuilder { config, auth, namespaces: Vec::new(), dynamic: None }
+        GatewayBuilder { config, auth, namespaces: Vec::new(), dynamic: None, link: None }
     }
 
     pub fn config(&self) -> &Config {
