@@ -223,6 +223,14 @@ impl Broker for Switch {
         self.gate(move || self.inner.set_if_absent(key, value, ttl))
     }
 
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.gate(move || self.inner.set(key, value, ttl))
+    }
+
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BrokerError>> {
+        self.gate(move || self.inner.take(key))
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BrokerError>> {
         self.gate(move || self.inner.get(key))
     }
