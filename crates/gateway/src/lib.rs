@@ -13,6 +13,9 @@
 //! - `recovery`: the packet log and sessions kept for recovery.
 //! - `frame`, `outbox`, `encode`: frames encoded once and queued per session.
 //! - [`handler`]: what an application (the chat) implements.
+//! - [`sid`]: signed session ids ([`SidSigner`]) and where the other
+//!   gateways are ([`Peers`]); `forward`: passing requests for their
+//!   sessions on to them (no sticky sessions in a cluster).
 //!
 //! What is not here: the chat's events (crate `switchboard-chat`), token
 //! checking (crate `switchboard-auth`), configuration from the environment
@@ -21,6 +24,7 @@
 pub mod config;
 mod encode;
 mod engine;
+mod forward;
 mod frame;
 pub mod handler;
 mod limits;
@@ -28,6 +32,7 @@ pub mod namespace;
 mod outbox;
 mod recovery;
 pub mod server;
+pub mod sid;
 pub mod socket;
 mod sync;
 mod transport;
@@ -37,5 +42,6 @@ pub use handler::{BoxFuture, ConnectRefusal, DisconnectReason, Event, Handler};
 pub use limits::Limit;
 pub use namespace::{Namespace, Target};
 pub use server::{Gateway, GatewayBuilder, serve, url_pairs};
+pub use sid::{Peers, SidSigner, SidSignerError};
 pub use socket::{AckError, AckReply, JoinError, Socket};
 pub use switchboard_auth::Identity;
