@@ -230,7 +230,12 @@ impl Cluster {
 
     /// Proxies a WebSocket upgrade: the owner's `101` is relayed and the two
     /// connections are joined byte for byte.
-    async fn proxy_websocket(&self, shared: &Shared, address: &str, mut request: Request) -> Result<Response, ForwardError> {
+    async fn proxy_websocket(
+        &self,
+        shared: &Shared,
+        address: &str,
+        mut request: Request,
+    ) -> Result<Response, ForwardError> {
         let Some(client_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
             return Ok(engine_error(StatusCode::BAD_REQUEST, 3, "Bad request"));
         };
