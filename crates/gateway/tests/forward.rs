@@ -138,7 +138,9 @@ async fn a_websocket_upgrade_through_another_gateway_is_proxied() {
     let mut ws = Ws::upgrade(cluster.b.addr, &session.sid).await;
     assert_eq!(ws.request("2probe").await, "3probe");
     let noop = session.get().await;
-    assert_eq!((noop.status, noop.text().as_str()), (200, "6"));
+    // The noop `6` (twice, on a starved machine: see tests/upgrade.rs).
+    let body = noop.text();
+    assert!(noop.status == 200 && body.split(common::RS).all(|p| p == "6"), "expected the noop, got {body:?}");
     ws.send("5").await;
     assert_eq!(ws.request(r#"421["echo","over ws"]"#).await, r#"431["over ws"]"#);
     cluster.a.nsp("/").emit(&Target::room(id.as_str()), "pushed", &[json!(2)]);
