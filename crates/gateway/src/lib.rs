@@ -15,6 +15,9 @@
 //! - [`handler`]: what an application (the chat) implements.
 //! - [`cluster`]: [`ClusterLink`], what a cluster gateway tells and asks
 //!   the rest of the cluster (implemented by crate `switchboard-cluster`).
+//! - [`sid`]: signed session ids ([`SidSigner`]) and where the other
+//!   gateways are ([`Peers`]); `forward`: passing requests for their
+//!   sessions on to them (no sticky sessions in a cluster).
 //!
 //! What is not here: the chat's events (crate `switchboard-chat`), token
 //! checking (crate `switchboard-auth`), configuration from the environment
@@ -24,6 +27,7 @@ pub mod cluster;
 pub mod config;
 mod encode;
 mod engine;
+mod forward;
 mod frame;
 pub mod handler;
 mod limits;
@@ -31,6 +35,7 @@ pub mod namespace;
 mod outbox;
 mod recovery;
 pub mod server;
+pub mod sid;
 pub mod socket;
 mod sync;
 mod transport;
@@ -41,5 +46,6 @@ pub use handler::{BoxFuture, ConnectRefusal, DisconnectReason, Event, Handler};
 pub use limits::Limit;
 pub use namespace::{Namespace, Target};
 pub use server::{Gateway, GatewayBuilder, serve, url_pairs};
+pub use sid::{Peers, SidSigner, SidSignerError};
 pub use socket::{AckError, AckReply, JoinError, Socket};
 pub use switchboard_auth::Identity;
