@@ -370,10 +370,6 @@ impl Routers {
         }
         let mut parts = Vec::new();
         loop {
-            let take = |items: &mut Vec<_>| {
-                let n = items.len().min(RESYNC_PART);
-                items.drain(..n).collect::<Vec<_>>()
-            };
             let part = Resync {
                 memberships: take(&mut memberships),
                 room_presences: take(&mut room_presences),
@@ -391,6 +387,12 @@ impl Routers {
         }
         parts.into_iter().map(|part| GatewayMessage { message: Some(gateway_message::Message::Resync(part)) }).collect()
     }
+}
+
+/// The first `RESYNC_PART` items, taken out.
+fn take<T>(items: &mut Vec<T>) -> Vec<T> {
+    let n = items.len().min(RESYNC_PART);
+    items.drain(..n).collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

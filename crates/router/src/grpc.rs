@@ -446,6 +446,11 @@ impl Session {
                 }
             }
             FromGateway::Publish(publish) => self.publish(gateway, publish, arrived).await,
+            FromGateway::Barrier(barrier) => {
+                // Messages are handled in order: everything before it is in.
+                let reached = v1::BarrierReached { id: barrier.id };
+                let _ = self.out.send(Ok(v1::RouterMessage { message: Some(FromRouter::BarrierReached(reached)) })).await;
+            }
         }
     }
 
