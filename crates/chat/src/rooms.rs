@@ -21,7 +21,7 @@ impl Chat {
         socket.join(request.room)?;
         // Joined before reading the history, so a message sent meanwhile
         // arrives at least once (as `message:new`, maybe in the history too).
-        let history = match self.history_for_join(nsp.name(), request.room, request.since).await {
+        let history = match self.history_for_join(nsp, request.room, request.since).await {
             Ok(history) => history,
             Err(error) => {
                 if !was_member {

@@ -316,6 +316,42 @@ impl ClusterLink for Link {
         })
     }
 
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: &'a str,
+        since: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, Unavailable>> {
+        Box::pin(async move {
+            let key = lane_key(nsp, Some(room));
+            let router = self.inner.routers.owner_of(&key).ok_or_else(|| Unavailable("no router".to_owned()))?;
+            let mut client =
+                self.inner.routers.client(&router).ok_or_else(|| Unavailable("router not connected".to_owned()))?;
+            let request = v1::HistoryRequest {
+                nsp: nsp.to_owned(),
+                room: room.to_owned(),
+                since: since.unwrap_or_default().to_owned(),
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            };
+            let reply = tokio::time::timeout(Duration::from_secs(5), client.history(request))
+                .await
+                .map_err(|_| Unavailable("router timed out".to_owned()))?
+                .map_err(|status| Unavailable(status.message().to_owned()))?;
+            let messages = reply
+                .into_inner()
+                .messages
+                .into_iter()
+                .filter_map(|stored| {
+                    let packet = stored.packet?;
+                    let args: Vec<serde_json::Value> = serde_json::from_slice(&packet.args_array()).ok()?;
+                    args.into_iter().next()
+                })
+                .collect();
+            Ok(messages)
+        })
+    }
+
     fn session(&self, nsp: &str, session: SessionState, phase: Phase) {
         self.inner.sessions.session(nsp, session, phase);
     }

@@ -125,6 +125,17 @@ pub trait ClusterLink: Send + Sync + 'static {
     /// the namespace counts them (after this gateway's own announcements).
     fn online_users<'a>(&'a self, nsp: &'a str) -> BoxFuture<'a, Result<Vec<String>, Unavailable>>;
 
+    /// The kept messages of a room (broadcasts stored with an id), oldest
+    /// first: the first `limit` after the id `since`, or the newest `limit`.
+    /// Each is the first argument of its packet, as JSON.
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: &'a str,
+        since: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Value>, Unavailable>>;
+
     /// A socket's state changed (it connected, joined or left a room, or
     /// disconnected): keep it so that the socket can resume on any gateway,
     /// also after this one dies.

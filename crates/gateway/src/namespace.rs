@@ -276,6 +276,18 @@ impl Namespace {
         Some(link.online_users(&self.name).await)
     }
 
+    /// In a cluster, the kept messages of a room (see
+    /// [`ClusterLink::history`]); `None` when standalone.
+    pub async fn cluster_history(
+        &self,
+        room: &str,
+        since: Option<&str>,
+        limit: usize,
+    ) -> Option<Result<Vec<Value>, Unavailable>> {
+        let link = self.link.as_ref()?;
+        Some(link.history(&self.name, room, since, limit).await)
+    }
+
     /// Broadcasts an event: in a cluster through the owning router (to every
     /// gateway with members), else to the local sockets. The error means the
     /// cluster could not take it; nobody got it through this call.
