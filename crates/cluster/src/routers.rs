@@ -180,34 +180,42 @@ impl Routers {
     }
 
     fn reconcile(self: &Arc<Self>, set: &LiveSet, stop: &CancellationToken) {
-        let mut conns = lock(&self.conns);
-        let gone: Vec<RouterId> = conns.keys().filter(|id| !set.contains(id.as_str())).cloned().collect();
-        for id in gone {
-            if let Some(conn) = conns.remove(&id) {
-                conn.stop.cancel();
-                tracing::info!(router = %id, "router left: session closed");
-            }
-            self.fail_router(&id);
-        }
-        for member in set.members() {
-            if let Some(conn) = conns.get(&member.id) {
-                // Ownership may have moved: tell every router what it owns now.
-                for message in self.resync_for(&member.id) {
-                    let _ = conn.inbox.send(message);
+        let mut existing = Vec::new();
+        {
+            let mut conns = lock(&self.conns);
+            let gone: Vec<RouterId> = conns.keys().filter(|id| !set.contains(id.as_str())).cloned().collect();
+            for id in gone {
+                if let Some(conn) = conns.remove(&id) {
+                    conn.stop.cancel();
+                    tracing::info!(router = %id, "router left: session closed");
                 }
-                continue;
+                self.fail_router(&id);
             }
-            let (inbox, rx) = mpsc::unbounded_channel();
-            let conn = Arc::new(Conn {
-                inbox,
-                client: Mutex::new(None),
-                connected: AtomicBool::new(false),
-                stop: stop.child_token(),
-            });
-            conns.insert(member.id.clone(), conn.clone());
-            let routers = self.clone();
-            let (id, address) = (member.id.clone(), member.address.clone());
-            tokio::spawn(async move { routers.session(id, address, conn, rx).await });
+            for member in set.members() {
+                if let Some(conn) = conns.get(&member.id) {
+                    existing.push((member.id.clone(), conn.clone()));
+                    continue;
+                }
+                let (inbox, rx) = mpsc::unbounded_channel();
+                let conn = Arc::new(Conn {
+                    inbox,
+                    client: Mutex::new(None),
+                    connected: AtomicBool::new(false),
+                    stop: stop.child_token(),
+                });
+                conns.insert(member.id.clone(), conn.clone());
+                let routers = self.clone();
+                let (id, address) = (member.id.clone(), member.address.clone());
+                tokio::spawn(async move { routers.session(id, address, conn, rx).await });
+            }
+        }
+        // Ownership may have moved: tell every router what it owns now. Read
+        // without the lock: reading the rooms takes the room index's locks,
+        // under which joins announce (and so take this lock).
+        for (id, conn) in existing {
+            for message in self.resync_for(&id) {
+                let _ = conn.inbox.send(message);
+            }
         }
     }
 
