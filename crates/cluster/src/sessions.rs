@@ -151,7 +151,8 @@ impl Sessions {
     pub(crate) async fn flush(&self, all: bool) {
         if self.positions_dirty.swap(false, Ordering::AcqRel) {
             let bytes = Bytes::from(serde_json::to_vec(&*lock(&self.positions)).unwrap_or_default());
-            if let Err(error) = self.broker.set(&Self::positions_key(&self.gateway_id), bytes, Some(self.window)).await {
+            if let Err(error) = self.broker.set(&Self::positions_key(&self.gateway_id), bytes, Some(self.window)).await
+            {
                 self.positions_dirty.store(true, Ordering::Release);
                 tracing::debug!(%error, "positions not written");
             }

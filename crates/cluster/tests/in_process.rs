@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "cluster-test-secret";
+const API_KEY: &str = "cluster-test-key";
 
 struct RouterNode {
     stop: CancellationToken,
@@ -85,7 +86,7 @@ async fn start_gateway(redis: &RedisServer, id: &str) -> GatewayNode {
         .cluster(SidSigner::new(id, SECRET.as_bytes()), Arc::new(LinkPeers(link.clone())))
         .build();
     link.attach(gateway.clone());
-    let app = gateway.router().merge(chat.api_router(gateway.clone(), None));
+    let app = gateway.router().merge(chat.api_router(gateway.clone(), Some(API_KEY.to_owned())));
     let stop = CancellationToken::new();
     tokio::spawn(switchboard_gateway::serve(listener, app, stop.clone()));
     tokio::spawn({
@@ -201,4 +202,60 @@ async fn a_socket_resumes_on_another_gateway_with_what_it_missed() {
     alice.ack("room:message", json!({"roomId": "lobby", "text": "after"})).await;
     assert_eq!(text(&bob.wait_for("room:message").await), "after", "still in the room, live");
     bob.expect_none("room:message", Duration::from_millis(300)).await;
+}
+
+async fn api(node: &GatewayNode, method: &str, path: &str, body: Option<Value>) -> switchboard_testkit::HttpResponse {
+    let bearer = format!("Bearer {API_KEY}");
+    let body = body.map(|b| b.to_string());
+    switchboard_testkit::http::request(
+        node.addr,
+        method,
+        path,
+        &[("authorization", &bearer), ("content-type", "application/json")],
+        body.as_deref().map(str::as_bytes),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_api_reaches_sockets_on_every_gateway() {
+    let redis = RedisServer::start();
+    let _router = start_router(&redis, "router-1").await;
+    let gw1 = start_gateway(&redis, "gw-1").await;
+    let gw2 = start_gateway(&redis, "gw-2").await;
+
+    let mut erin_a = connect(&gw1, "erin").await;
+    let mut erin_b = connect(&gw2, "erin").await;
+    let mut frank = connect(&gw2, "frank").await;
+
+    // Join a user's sockets on both gateways, asked of a third party.
+    let joined = api(&gw1, "POST", "/api/users/erin/join", Some(json!({"room": "ops"}))).await;
+    assert_eq!(joined.body, json!({"ok": true, "sockets": 2}), "{}", joined.text);
+    let members = api(&gw2, "GET", "/api/rooms/ops/members", None).await;
+    let mut sockets: Vec<String> = serde_json::from_value(members.body["sockets"].clone()).unwrap();
+    sockets.sort();
+    let mut expected = vec![erin_a.id().to_owned(), erin_b.id().to_owned()];
+    expected.sort();
+    assert_eq!(sockets, expected, "{}", members.text);
+    assert_eq!(members.body["users"], json!(["erin"]));
+
+    // A broadcast to the room and an emit to a user, from either gateway.
+    let emitted = api(&gw2, "POST", "/api/emit", Some(json!({"rooms": ["ops"], "event": "deploy", "data": 1}))).await;
+    assert_eq!(emitted.status, 200, "{}", emitted.text);
+    assert_eq!(erin_a.wait_for("deploy").await.data(), &json!(1));
+    assert_eq!(erin_b.wait_for("deploy").await.data(), &json!(1));
+    let emitted = api(&gw1, "POST", "/api/emit", Some(json!({"users": ["frank"], "event": "ping", "data": 2}))).await;
+    assert_eq!(emitted.status, 200, "{}", emitted.text);
+    assert_eq!(frank.wait_for("ping").await.data(), &json!(2));
+    erin_a.expect_none("ping", Duration::from_millis(200)).await;
+
+    let online = api(&gw1, "GET", "/api/users/online", None).await;
+    assert_eq!(online.body["users"], json!(["erin", "frank"]), "{}", online.text);
+
+    // Disconnect a socket held by the other gateway.
+    let gone = api(&gw1, "POST", &format!("/api/sockets/{}/disconnect", frank.id()), Some(json!({}))).await;
+    assert_eq!(gone.body, json!({"ok": true, "sockets": 1}), "{}", gone.text);
+    assert_eq!(frank.wait_disconnect().await, "io server disconnect");
+    let left = api(&gw2, "POST", "/api/users/erin/leave", Some(json!({"room": "ops"}))).await;
+    assert_eq!(left.body, json!({"ok": true, "sockets": 2}), "{}", left.text);
 }

@@ -449,7 +449,8 @@ impl Session {
             FromGateway::Barrier(barrier) => {
                 // Messages are handled in order: everything before it is in.
                 let reached = v1::BarrierReached { id: barrier.id };
-                let _ = self.out.send(Ok(v1::RouterMessage { message: Some(FromRouter::BarrierReached(reached)) })).await;
+                let _ =
+                    self.out.send(Ok(v1::RouterMessage { message: Some(FromRouter::BarrierReached(reached)) })).await;
             }
         }
     }

@@ -41,8 +41,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("SWITCHBOARD_CLUSTER_SECRET is required by `switchboard gateway` (the same on every gateway)")?;
     let id = settings.node_id("gateway");
     let gateway_id = GatewayId::new(&id).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
-    let signer =
-        SidSigner::try_new(&id, secret.as_bytes()).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
+    let signer = SidSigner::try_new(&id, secret.as_bytes()).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
     let broker = RedisBroker::connect(&settings.redis_url, RedisOptions::default())
         .await
         .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
@@ -77,8 +76,11 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let link_stop = CancellationToken::new();
 
-    let admin_task =
-        tokio::spawn(switchboard_gateway::serve(admin_listener, admin::router(metrics, readiness.clone()), shutdown.clone()));
+    let admin_task = tokio::spawn(switchboard_gateway::serve(
+        admin_listener,
+        admin::router(metrics, readiness.clone()),
+        shutdown.clone(),
+    ));
     let server = tokio::spawn(switchboard_gateway::serve(listener, app, shutdown.clone()));
     let link_task = tokio::spawn({
         let link = link.clone();
