@@ -1,8 +1,10 @@
 //! `switchboard`: the one binary. With no subcommand it runs standalone;
-//! `switchboard gateway` and `switchboard router` run the cluster roles.
+//! `switchboard gateway` and `switchboard router` run the cluster roles
+//! (`router`: [`router_role`]; the gateway role is not wired yet).
 
 mod admin;
 mod fixture;
+mod router_role;
 mod settings;
 mod standalone;
 mod telemetry;
@@ -28,8 +30,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             None | Some(Command::Standalone) => standalone::run(cli.settings).await,
             Some(Command::Fixture { suite }) => fixture::run(cli.settings, &suite).await,
-            Some(Command::Gateway | Command::Router) => {
-                anyhow::bail!("the cluster roles are not available yet; run `switchboard` for a standalone server")
+            Some(Command::Router) => router_role::run(cli.settings).await,
+            Some(Command::Gateway) => {
+                anyhow::bail!("the gateway role is not available yet; run `switchboard` for a standalone server")
             }
         }
     });
