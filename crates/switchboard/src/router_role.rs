@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use switchboard_broker::{RedisBroker, RedisOptions};
+use switchboard_broker::{RedisBroker, RedisOptions, Retention};
 use switchboard_router::{NodeId, Router, RouterConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,18 @@ use crate::telemetry;
 /// How long each step of a shutdown may take (the gRPC server's stop, the
 /// lease's removal).
 const SHUTDOWN_STEP: Duration = Duration::from_secs(2);
+
+/// The router's settings: the defaults, with room streams kept as long as
+/// both recovery and history need them (a room's stream is its recovery log
+/// and its history): SWITCHBOARD_RECOVERY_WINDOW or
+/// SWITCHBOARD_HISTORY_MAX_AGE, whichever is longer, and at least
+/// SWITCHBOARD_HISTORY_MAX_MESSAGES entries.
+fn router_config(settings: &Settings) -> RouterConfig {
+    let defaults = RouterConfig::default();
+    let max_len = defaults.retention.max_len.max(settings.history_max_messages);
+    let max_age = settings.recovery_window.max(settings.history_max_age);
+    RouterConfig { retention: Retention::new(max_len, Some(max_age)), ..defaults }
+}
 
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let id = settings.node_id_for("router");
@@ -47,7 +59,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("SWITCHBOARD_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
 
-    let router = Router::new(id, advertise.clone(), Arc::new(broker), RouterConfig::default());
+    let router = Router::new(id, advertise.clone(), Arc::new(broker), router_config(&settings));
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
     let leave = CancellationToken::new();
