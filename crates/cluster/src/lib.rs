@@ -162,6 +162,7 @@ impl Link {
                     sessions.flush(all).await;
                 }
                 sessions.flush(false).await;
+                sessions.settle(Duration::from_secs(2)).await;
             })
         };
         let (left, _) = tokio::join!(
