@@ -83,6 +83,7 @@ struct Inner {
     routers: Arc<Routers>,
     sessions: Arc<Sessions>,
     requests: Arc<commands::Requests>,
+    lanes: Arc<deliveries::Lanes>,
     channel: String,
 }
 
@@ -103,7 +104,9 @@ impl Link {
         let sessions = Arc::new(Sessions::new(broker.clone(), config.gateway_id.to_string(), config.recovery_window));
         let channel = switchboard_router::gateway_channel(&config.gateway_id);
         let requests = Arc::default();
-        let inner = Inner { config, broker, gateway, gateways, routers_view, routers, sessions, requests, channel };
+        let lanes = Arc::default();
+        let inner =
+            Inner { config, broker, gateway, gateways, routers_view, routers, sessions, requests, lanes, channel };
         Link { inner: Arc::new(inner) }
     }
 
@@ -140,6 +143,7 @@ impl Link {
             gateway: inner.gateway.clone(),
             sessions: inner.sessions.clone(),
             requests: inner.requests.clone(),
+            lanes: inner.lanes.clone(),
         };
         let deliveries = tokio::spawn(deliveries::run(channel, shutdown.clone()));
         let routers = tokio::spawn(inner.routers.clone().run(shutdown.clone()));
@@ -317,6 +321,8 @@ impl ClusterLink for Link {
         let key = lane_key(nsp, Some(room));
         if present {
             self.inner.sessions.lane_opened(key.clone());
+        } else {
+            self.inner.lanes.forget(&key);
         }
         let message = v1::Membership { nsp: nsp.to_owned(), room: room.to_owned(), present };
         self.inner.routers.send_to_owner(&key, gateway_message::Message::Membership(message));
