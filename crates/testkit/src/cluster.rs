@@ -626,7 +626,7 @@ impl Cluster {
     }
 
     /// Waits for a spawned process to be ready. A first start whose process
-    /// exits early (its port taken meanwhile) tries again on new ports; a
+    /// exits because its port was taken meanwhile tries again on new ports; a
     /// restart keeps its ports and tries again a few times (the port may
     /// still be held for a moment). Panics with the output otherwise.
     async fn await_start(&mut self, role: Role, i: usize, new_ports: bool) {
@@ -635,10 +635,10 @@ impl Cluster {
         loop {
             match self.ready_within(role, i, within).await {
                 Ok(()) => return,
-                Err(why) if attempt < PORT_ATTEMPTS && self.node_mut(role, i).exited().is_some() => {
+                Err(_) if attempt < PORT_ATTEMPTS && self.port_was_taken(role, i) => {
                     let node = self.node_mut(role, i);
                     node.child = None;
-                    lock(&node.log).push_line(&format!("---- exited before ready, attempt {attempt}: {why}"));
+                    lock(&node.log).push_line(&format!("---- its port was taken (attempt {attempt}): again ----"));
                     if new_ports {
                         node.listen = free_addr();
                         node.admin = free_addr();
@@ -653,6 +653,17 @@ impl Cluster {
                     panic!("{why}\n{}", self.log_tails());
                 }
             }
+        }
+    }
+
+    /// True when the process exited and its last words say that an address
+    /// was in use (another process took a port between our probe and its bind).
+    fn port_was_taken(&mut self, role: Role, i: usize) -> bool {
+        let node = self.node_mut(role, i);
+        node.exited().is_some() && {
+            let text = node.log_text();
+            let last = text.rsplit("---- ").next().unwrap_or_default().to_ascii_lowercase();
+            last.contains("in use") || last.contains("os error 98")
         }
     }
 
