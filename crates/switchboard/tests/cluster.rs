@@ -12,6 +12,8 @@
 //! The tests run one at a time (a lock here, a test group in
 //! `.config/nextest.toml`), each in a few seconds (Redis stopped: ~20 s).
 
+#[path = "cluster/faults.rs"]
+mod faults;
 #[path = "cluster/rooms.rs"]
 mod rooms;
 #[path = "cluster/support.rs"]
