@@ -120,6 +120,14 @@ pub trait Broker: Send + Sync + 'static {
     /// now. With a `ttl`, the key disappears after that time.
     fn set_if_absent<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<bool>>;
 
+    /// Sets `key` (Redis `SET PX`), replacing any value; with a `ttl`, the
+    /// key disappears after that time.
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>>;
+
+    /// Removes `key` and returns its value (Redis `GETDEL`): of two takers,
+    /// one gets it.
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
+
     /// The value of `key`, if set and not expired.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
 

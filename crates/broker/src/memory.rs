@@ -224,6 +224,24 @@ impl Broker for MemoryBroker {
         Box::pin(async move { Ok(self.set_nx(key, value, ttl)) })
     }
 
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut keys = lock(&self.keys);
+            keys.sweep_if_grown(now);
+            keys.map.insert(key.to_owned(), (value, ttl.and_then(|ttl| now.checked_add(ttl))));
+            Ok(())
+        })
+    }
+
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let removed = lock(&self.keys).map.remove(key);
+            Ok(removed.and_then(|(value, expiry)| expiry.is_none_or(|at| at > now).then_some(value)))
+        })
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         Box::pin(async move { Ok(self.get_key(key)) })
     }
@@ -364,6 +382,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(b.get("t").await.unwrap(), None);
         assert!(b.set_if_absent("t", Bytes::from_static(b"1"), ttl).await.unwrap(), "expired keys are absent");
+    }
+
+    #[tokio::test]
+    async fn set_replaces_and_take_removes() {
+        let b = broker();
+        b.set("k", Bytes::from_static(b"1"), None).await.unwrap();
+        b.set("k", Bytes::from_static(b"2"), None).await.unwrap();
+        assert_eq!(b.take("k").await.unwrap(), Some(Bytes::from_static(b"2")));
+        assert_eq!(b.take("k").await.unwrap(), None);
+        b.set("t", Bytes::from_static(b"1"), Some(Duration::from_millis(20))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(b.take("t").await.unwrap(), None, "expired keys are absent");
     }
 
     #[test]

@@ -324,6 +324,27 @@ impl Broker for RedisBroker {
         })
     }
 
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(key).arg(&value[..]);
+            if let Some(ttl) = ttl {
+                cmd.arg("PX").arg(ttl_millis(ttl));
+            }
+            self.run("SET", |mut conn| async move { cmd.query_async::<Value>(&mut conn).await }).await?;
+            Ok(())
+        })
+    }
+
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("GETDEL");
+            cmd.arg(key);
+            let value = self.run("GETDEL", |mut conn| async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await });
+            Ok(value.await?.map(Bytes::from))
+        })
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         Box::pin(async move {
             let mut cmd = ::redis::cmd("GET");

@@ -33,6 +33,10 @@ pub enum ChatError {
     Join(#[from] JoinError),
     #[error("storage unavailable")]
     Storage(#[from] BrokerError),
+    /// The cluster could not take a broadcast (Redis or every router
+    /// unreachable): the client is told, nothing was sent.
+    #[error("unavailable")]
+    Unavailable(#[from] switchboard_gateway::Unavailable),
     /// Server API: no key or a wrong one.
     #[error("unauthorized")]
     Unauthorized,
@@ -57,6 +61,7 @@ impl ChatError {
             ChatError::MessageTooLong => "message_too_long",
             ChatError::Join(_) => "room_limit",
             ChatError::Storage(_) => "storage",
+            ChatError::Unavailable(_) => "unavailable",
             ChatError::Unauthorized => "unauthorized",
             ChatError::BadRequest(_) => "bad_request",
             ChatError::UnknownNamespace => "unknown_namespace",
@@ -73,7 +78,7 @@ impl ChatError {
         match self {
             ChatError::Unauthorized => StatusCode::UNAUTHORIZED,
             ChatError::UnknownNamespace | ChatError::NotFound => StatusCode::NOT_FOUND,
-            ChatError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ChatError::Storage(_) | ChatError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

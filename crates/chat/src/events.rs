@@ -28,7 +28,7 @@ impl Handler for ChatHandler {
     fn on_connect<'a>(&'a self, socket: &'a Arc<Socket>, _auth: &'a Value) -> BoxFuture<'a, ()> {
         // A recovered socket is back in its rooms already, silently: its
         // joins were announced when it first made them.
-        Box::pin(async move { self.chat.presence.on_connect(socket) })
+        Box::pin(async move { self.chat.presence.on_connect(socket).await })
     }
 
     fn on_event<'a>(&'a self, socket: &'a Arc<Socket>, event: Event) -> BoxFuture<'a, ()> {
@@ -37,7 +37,7 @@ impl Handler for ChatHandler {
 
     fn on_disconnect<'a>(&'a self, socket: &'a Arc<Socket>, _reason: DisconnectReason) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.chat.announce_departure(socket);
+            self.chat.announce_departure(socket).await;
             self.chat.presence.on_disconnect(socket);
         })
     }
@@ -52,21 +52,23 @@ impl Chat {
     async fn on_event(&self, socket: &Arc<Socket>, event: Event) {
         metrics::counter!("switchboard_chat_events_total", "event" => event_label(&event.name)).increment(1);
         let result = match event.name.as_str() {
-            "chat:message" => self.chat_message(socket, &event),
-            "announcement" => self.announcement(socket, &event),
+            "chat:message" => self.chat_message(socket, &event).await,
+            "announcement" => self.announcement(socket, &event).await,
             "users:online" => {
                 if let Some(id) = event.ack {
-                    let list = self.presence.list(socket.namespace().name());
-                    socket.ack(id, &[json!(list)]);
+                    match self.presence.list(socket.namespace()).await {
+                        Ok(list) => socket.ack(id, &[json!(list)]),
+                        Err(error) => socket.ack(id, &[ChatError::from(error).ack_value()]),
+                    }
                 }
                 return;
             }
             "room:join" => self.room_join(socket, &event.args).await,
-            "room:leave" => self.room_leave(socket, &event.args),
-            "room:message" => self.room_message(socket, &event),
-            "message" if socket.namespace().name() == CHAT_NAMESPACE => self.room_message(socket, &event),
-            "typing:start" => self.typing(socket, &event.args, true),
-            "typing:stop" => self.typing(socket, &event.args, false),
+            "room:leave" => self.room_leave(socket, &event.args).await,
+            "room:message" => self.room_message(socket, &event).await,
+            "message" if socket.namespace().name() == CHAT_NAMESPACE => self.room_message(socket, &event).await,
+            "typing:start" => self.typing(socket, &event.args, true).await,
+            "typing:stop" => self.typing(socket, &event.args, false).await,
             "message:send" => self.message_send(socket, &event.args).await,
             "message:read" => self.message_read(socket, &event.args).await,
             _ => Err(ChatError::UnknownEvent),
@@ -76,7 +78,7 @@ impl Chat {
 
     /// `chat:message`: every other socket of the namespace gets the payload
     /// with `sender` and `timestamp`; the sender gets a receipt.
-    fn chat_message(&self, socket: &Arc<Socket>, event: &Event) -> Result<Value, ChatError> {
+    async fn chat_message(&self, socket: &Arc<Socket>, event: &Event) -> Result<Value, ChatError> {
         let payload = object(first(&event.args)?)?;
         let id = match payload.get("id") {
             Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
@@ -86,20 +88,23 @@ impl Chat {
         message.insert("sender".into(), Value::String(socket.user_id().to_owned()));
         message.insert("timestamp".into(), json!(now_ms()));
         let everyone_else = Target::all().except(socket.id());
-        socket.namespace().emit_binary(&everyone_else, "chat:message", &[Value::Object(message)], &event.attachments);
+        socket
+            .namespace()
+            .broadcast(&everyone_else, "chat:message", &[Value::Object(message)], &event.attachments)
+            .await?;
         socket.emit("chat:message:received", &[json!({ "id": id, "status": "delivered" })]);
         Ok(ok())
     }
 
     /// `announcement`: the arguments as they are, to every socket of the
     /// namespace, from the configured roles only.
-    fn announcement(&self, socket: &Arc<Socket>, event: &Event) -> Result<Value, ChatError> {
+    async fn announcement(&self, socket: &Arc<Socket>, event: &Event) -> Result<Value, ChatError> {
         let role = &socket.identity().role;
         if !self.config.announce_roles.iter().any(|allowed| allowed == role) {
             return Err(ChatError::Forbidden);
         }
         first(&event.args)?;
-        socket.namespace().emit_binary(&Target::all(), "announcement", &event.args, &event.attachments);
+        socket.namespace().broadcast(&Target::all(), "announcement", &event.args, &event.attachments).await?;
         Ok(ok())
     }
 }

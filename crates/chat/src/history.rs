@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use switchboard_broker::{BrokerError, Entry, Retention, StreamId};
-use switchboard_gateway::{Socket, Target};
+use switchboard_gateway::{Namespace, Socket, Target};
 
 use crate::error::ChatError;
 use crate::events::ok;
@@ -55,7 +55,7 @@ impl Chat {
     /// kept message after `since`; oldest first.
     pub(crate) async fn history_for_join(
         &self,
-        nsp: &str,
+        nsp: &Namespace,
         room: &str,
         since: Option<StreamId>,
     ) -> Result<Vec<Value>, ChatError> {
@@ -70,7 +70,7 @@ impl Chat {
     /// first `limit` after `since`.
     pub async fn history(
         &self,
-        nsp: &str,
+        nsp: &Namespace,
         room: &str,
         since: Option<StreamId>,
         limit: usize,
@@ -78,7 +78,11 @@ impl Chat {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let stream = stream_name(nsp, room);
+        let since_text = since.map(|id| id.to_string());
+        if let Some(history) = nsp.cluster_history(room, since_text.as_deref(), limit).await {
+            return Ok(history?);
+        }
+        let stream = stream_name(nsp.name(), room);
         let entries = match since {
             Some(since) => self.broker.stream_range_after(&stream, &since.to_string(), limit).await?,
             None => self.broker.stream_last(&stream, limit).await?,
@@ -114,6 +118,13 @@ impl Chat {
             "type": kind,
             "createdAt": now_ms(),
         });
+        if socket.namespace().is_clustered() {
+            // The owning router numbers, stores and delivers it in one step,
+            // the id written in: history order is delivery order.
+            let id = socket.namespace().broadcast_stored(room, "message:new", &message, "id").await?;
+            metrics::counter!("switchboard_chat_messages_stored_total").increment(1);
+            return Ok(json!({ "id": id }));
+        }
         let stream = stream_name(socket.namespace().name(), room);
         let data = Bytes::from(message.to_string());
         let id = {
@@ -138,19 +149,24 @@ impl Chat {
             return Err(ChatError::NotAMember);
         }
         let nsp = socket.namespace();
-        let stream = stream_name(nsp.name(), room);
+        // In a cluster a room's kept messages are in the router's stream.
+        let stream =
+            if nsp.is_clustered() { format!("sb:room:{}:{room}", nsp.name()) } else { stream_name(nsp.name(), room) };
         let entry = match self.broker.stream_get(&stream, message_id).await {
             Ok(entry) => entry,
             Err(BrokerError::InvalidId(_)) => None,
             Err(error) => return Err(error.into()),
         };
+        let entry = entry.filter(|entry| {
+            !nsp.is_clustered() || switchboard_proto::decode_entry(&entry.data).is_ok_and(|delivery| delivery.store)
+        });
         // The stored id, not the client's spelling of it, names the receipt.
         let message_id = entry.ok_or(ChatError::UnknownMessage)?.id;
         let key = receipt_key(nsp.name(), room, &message_id, socket.user_id());
         let stamp = Bytes::from(now_ms().to_string());
         if self.broker.set_if_absent(&key, stamp, Some(self.config.history_max_age)).await? {
             let notice = json!({ "messageId": message_id, "userId": socket.user_id() });
-            nsp.emit(&socket.to(room), "message:read", &[notice]);
+            nsp.broadcast(&socket.to(room), "message:read", &[notice], &[]).await?;
             metrics::counter!("switchboard_chat_read_receipts_total").increment(1);
         }
         Ok(ok())

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use switchboard_gateway::{Namespace, Socket, Target};
+use switchboard_gateway::{Namespace, Socket, Target, Unavailable};
 
 /// Presence of every chat namespace.
 pub(crate) struct Presence {
@@ -58,19 +58,26 @@ impl Presence {
         namespaces.entry(nsp.to_owned()).or_default().clone()
     }
 
-    /// The users online in a namespace, each once, sorted.
-    pub(crate) fn list(&self, nsp: &str) -> Vec<String> {
-        self.online(nsp).list()
+    /// The users online in a namespace, each once, sorted: counted here
+    /// when standalone, by the namespace's owner in a cluster.
+    pub(crate) async fn list(&self, nsp: &Namespace) -> Result<Vec<String>, Unavailable> {
+        match nsp.cluster_online_users().await {
+            Some(list) => list,
+            None => Ok(self.online(nsp.name()).list()),
+        }
     }
 
-    pub(crate) fn on_connect(&self, socket: &Arc<Socket>) {
+    pub(crate) async fn on_connect(&self, socket: &Arc<Socket>) {
         let online = self.online(socket.namespace().name());
         let first = online.add(socket.user_id());
         if self.broadcast && first {
             // The broadcast reaches this socket too.
             online.schedule(socket.namespace().clone(), self.interval);
         } else if self.broadcast || self.on_connect {
-            socket.emit_volatile("users:online", &[json!(online.list())]);
+            match self.list(socket.namespace()).await {
+                Ok(list) => socket.emit_volatile("users:online", &[json!(list)]),
+                Err(error) => tracing::debug!(%error, "users:online not sent on connect"),
+            }
         }
     }
 
@@ -144,9 +151,18 @@ impl Online {
             }
             // Read after clearing the flag: a change from now on schedules
             // another broadcast, so none is lost.
-            let list = online.list();
-            nsp.emit(&Target::all(), "users:online", &[json!(list)]);
-            metrics::counter!("switchboard_chat_presence_broadcasts_total").increment(1);
+            let list = match nsp.cluster_online_users().await {
+                Some(Ok(list)) => list,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "users:online not broadcast");
+                    return;
+                }
+                None => online.list(),
+            };
+            match nsp.broadcast(&Target::all(), "users:online", &[json!(list)], &[]).await {
+                Ok(_) => metrics::counter!("switchboard_chat_presence_broadcasts_total").increment(1),
+                Err(error) => tracing::warn!(%error, "users:online not broadcast"),
+            }
         });
     }
 }

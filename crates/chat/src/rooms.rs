@@ -21,7 +21,7 @@ impl Chat {
         socket.join(request.room)?;
         // Joined before reading the history, so a message sent meanwhile
         // arrives at least once (as `message:new`, maybe in the history too).
-        let history = match self.history_for_join(nsp.name(), request.room, request.since).await {
+        let history = match self.history_for_join(nsp, request.room, request.since).await {
             Ok(history) => history,
             Err(error) => {
                 if !was_member {
@@ -32,26 +32,29 @@ impl Chat {
         };
         if !was_member {
             let notice = json!({ "userId": socket.user_id(), "roomId": request.room });
-            nsp.emit(&socket.to(request.room), "room:user-joined", &[notice]);
+            if let Err(error) = nsp.broadcast(&socket.to(request.room), "room:user-joined", &[notice], &[]).await {
+                socket.leave(request.room);
+                return Err(error.into());
+            }
         }
         socket.emit("room:history", &[Value::Array(history)]);
         Ok(ok())
     }
 
     /// `room:leave`: the others in the room are told.
-    pub(crate) fn room_leave(&self, socket: &Arc<Socket>, args: &[Value]) -> Result<Value, ChatError> {
+    pub(crate) async fn room_leave(&self, socket: &Arc<Socket>, args: &[Value]) -> Result<Value, ChatError> {
         let room = room(first(args)?)?;
         if !socket.leave(room) {
             return Err(ChatError::NotAMember);
         }
         let notice = json!({ "userId": socket.user_id(), "roomId": room });
-        socket.namespace().emit(&Target::room(room), "room:user-left", &[notice]);
+        socket.namespace().broadcast(&Target::room(room), "room:user-left", &[notice], &[]).await?;
         Ok(ok())
     }
 
     /// `room:message` (and `message` in `/chat`): the payload with `sender`
     /// and `timestamp`, binary attachments included, to every member.
-    pub(crate) fn room_message(
+    pub(crate) async fn room_message(
         &self,
         socket: &Arc<Socket>,
         event: &switchboard_gateway::Event,
@@ -64,17 +67,15 @@ impl Chat {
         let mut message = payload.clone();
         message.insert("sender".into(), Value::String(socket.user_id().to_owned()));
         message.insert("timestamp".into(), json!(now_ms()));
-        socket.namespace().emit_binary(
-            &Target::room(room),
-            "room:message",
-            &[Value::Object(message)],
-            &event.attachments,
-        );
+        socket
+            .namespace()
+            .broadcast(&Target::room(room), "room:message", &[Value::Object(message)], &event.attachments)
+            .await?;
         Ok(ok())
     }
 
     /// `typing:start` / `typing:stop`: volatile, to the others in the room.
-    pub(crate) fn typing(&self, socket: &Arc<Socket>, args: &[Value], start: bool) -> Result<Value, ChatError> {
+    pub(crate) async fn typing(&self, socket: &Arc<Socket>, args: &[Value], start: bool) -> Result<Value, ChatError> {
         let room = room(first(args)?)?;
         if !socket.in_room(room) {
             return Err(ChatError::NotAMember);
@@ -84,17 +85,20 @@ impl Chat {
         } else {
             ("typing:stop", json!({ "userId": socket.user_id() }))
         };
-        socket.namespace().emit(&socket.to(room).volatile(), event, &[notice]);
+        socket.namespace().broadcast(&socket.to(room).volatile(), event, &[notice], &[]).await?;
         Ok(ok())
     }
 
     /// A socket is leaving the namespace: the others in each of its rooms
     /// get `room:user-left`.
-    pub(crate) fn announce_departure(&self, socket: &Arc<Socket>) {
+    pub(crate) async fn announce_departure(&self, socket: &Arc<Socket>) {
         let nsp = socket.namespace();
         for room in socket.rooms() {
             let notice = json!({ "userId": socket.user_id(), "roomId": &*room });
-            nsp.emit(&socket.to(room), "room:user-left", &[notice]);
+            if let Err(error) = nsp.broadcast(&socket.to(room), "room:user-left", &[notice], &[]).await {
+                // Nobody to tell: the socket is gone.
+                tracing::debug!(%error, "room:user-left not sent");
+            }
         }
     }
 }

@@ -36,6 +36,45 @@ pub(crate) fn event(
     with_attachments(text, attachments)
 }
 
+/// An EVENT whose arguments are already JSON (`args_json`, one array, as
+/// the cluster carries them), with an offset string appended when given.
+/// The array is spliced in without being parsed again.
+pub(crate) fn event_raw(
+    nsp: &str,
+    name: &str,
+    args_json: &[u8],
+    attachments: &[Bytes],
+    offset: Option<&str>,
+) -> Vec<Frame> {
+    let kind = if attachments.is_empty() { PacketKind::Event } else { PacketKind::BinaryEvent };
+    let inner = raw_array_inner(args_json);
+    let text = Frame::build(false, |buf| {
+        write_header(buf, kind, attachments.len(), nsp, None);
+        buf.push(b'[');
+        write_json(buf, &Value::String(name.to_owned()));
+        if !inner.is_empty() {
+            buf.push(b',');
+            buf.extend_from_slice(inner);
+        }
+        if let Some(offset) = offset {
+            buf.push(b',');
+            write_json(buf, &Value::String(offset.to_owned()));
+        }
+        buf.push(b']');
+    });
+    with_attachments(text, attachments)
+}
+
+/// The elements of a JSON array's text (`[a,b]` → `a,b`), trimmed; empty
+/// for `[]`, empty bytes, or anything that is not an array.
+fn raw_array_inner(json: &[u8]) -> &[u8] {
+    let trimmed = json.trim_ascii();
+    match trimmed {
+        [b'[', inner @ .., b']'] => inner.trim_ascii(),
+        _ => &[],
+    }
+}
+
 /// An ACK (or BINARY_ACK) answering the client's `id`.
 pub(crate) fn ack(nsp: &str, id: u64, args: &[Value], attachments: &[Bytes]) -> Vec<Frame> {
     let kind = if attachments.is_empty() { PacketKind::Ack } else { PacketKind::BinaryAck };
@@ -101,6 +140,14 @@ mod tests {
         assert_eq!(texts(&ack("/x", 0, &[], &[])), vec![r#"43/x,0[]"#]);
         let frames = ack("/", 1, &[json!({"_placeholder":true,"num":0})], &att);
         assert_eq!(texts(&frames[..1]), vec![r#"461-1[{"_placeholder":true,"num":0}]"#]);
+    }
+
+    #[test]
+    fn raw_events_splice_the_array() {
+        let frames = event_raw("/chat", "m", br#" [{"a":1}, 2] "#, &[], Some("1-0@ab"));
+        assert_eq!(texts(&frames), vec![r#"42/chat,["m",{"a":1}, 2,"1-0@ab"]"#]);
+        assert_eq!(texts(&event_raw("/", "m", b"[]", &[], None)), vec![r#"42["m"]"#]);
+        assert_eq!(texts(&event_raw("/", "m", b"", &[], None)), vec![r#"42["m"]"#]);
     }
 
     #[test]

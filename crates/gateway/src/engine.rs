@@ -25,6 +25,7 @@ use crate::handler::{ConnectRequest, DisconnectReason, Event};
 use crate::limits::Limit;
 use crate::namespace::Namespace;
 use crate::outbox::Outbox;
+use crate::recovery::Restored;
 use crate::server::Shared;
 use crate::socket::{AckReply, NewSocket, Socket};
 use crate::sync::lock;
@@ -326,15 +327,35 @@ impl EngineConn {
 
         let pid = auth.get("pid").and_then(Value::as_str);
         let offset = auth.get("offset").and_then(Value::as_str);
-        let restored = match (&nsp.recovery, pid, offset) {
-            (Some(recovery), Some(pid), Some(offset)) => {
-                // Anonymous identities are fresh on every connection: the
-                // session's own user is kept instead.
-                let user = (!self.shared.auth.is_anonymous()).then_some(identity.user_id.as_str());
+        // Anonymous identities are fresh on every connection: the session's
+        // own user is kept instead.
+        let user = (!self.shared.auth.is_anonymous()).then_some(identity.user_id.as_str());
+        let mut resumable = None;
+        let restored = match (&nsp.recovery, &nsp.link, pid, offset) {
+            (Some(recovery), _, Some(pid), Some(offset)) => {
                 let restored = recovery.restore(pid, offset, user).map(|r| (Arc::<str>::from(pid), r));
                 let outcome = if restored.is_some() { "recovered" } else { "not_recovered" };
                 metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => outcome).increment(1);
                 restored
+            }
+            (None, Some(link), Some(pid), Some(offset)) if nsp.recovery_enabled() => {
+                match link.resume(nsp.name(), pid, offset).await {
+                    Some(session) if user.is_none_or(|user| user == &*session.user_id) => {
+                        let restored = Restored {
+                            sid: session.sid.clone(),
+                            user_id: session.user_id.clone(),
+                            rooms: session.rooms.clone(),
+                            missed: Vec::new(),
+                        };
+                        resumable = Some(session);
+                        Some((Arc::<str>::from(pid), restored))
+                    }
+                    _ => {
+                        metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => "not_recovered")
+                            .increment(1);
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -346,7 +367,7 @@ impl EngineConn {
                 (r.sid, Some(pid), r.rooms, r.missed)
             }
             None => {
-                let pid = nsp.recovery.as_ref().map(|_| Arc::from(random_id()));
+                let pid = nsp.recovery_enabled().then(|| Arc::from(random_id()));
                 (Arc::from(random_id()), pid, Vec::new(), Vec::new())
             }
         };
@@ -359,6 +380,9 @@ impl EngineConn {
             identity,
             recovered,
         });
+        if resumable.is_some() {
+            socket.hold();
+        }
         if !nsp.add_socket(&socket, self.shared.config.limits.max_sockets_per_user) {
             socket.mark_disconnected();
             Limit::SocketsPerUser.count();
@@ -373,6 +397,31 @@ impl EngineConn {
         if !missed.is_empty() {
             self.push_all(&missed);
         }
+        if let (Some(session), Some(link)) = (&resumable, &nsp.link) {
+            // Joined (and announced) first, then read: what is broadcast
+            // meanwhile is held, and sent after the replay unless replayed.
+            link.barrier(nsp.name(), &rooms).await;
+            let Some(replay) = link.replay(nsp.name(), session).await else {
+                metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => "failed").increment(1);
+                tracing::warn!(sid = %self.sid, "replay failed: closing the session so that the client tries again");
+                socket.release(&[]);
+                lock(&self.sockets).push(socket.clone());
+                return Err(CloseReason::TransportError);
+            };
+            metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => "recovered").increment(1);
+            for missed in &replay.missed {
+                let frames = encode::event_raw(
+                    nsp.name(),
+                    &missed.event,
+                    &missed.args_json,
+                    &missed.attachments,
+                    Some(&missed.offset),
+                );
+                self.push_all(&frames);
+            }
+            socket.release(&replay.last);
+        }
+        socket.track_session();
         lock(&self.sockets).push(socket.clone());
         let mut reply = json!({ "sid": socket.id() });
         if let Some(pid) = &pid {

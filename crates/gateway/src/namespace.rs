@@ -15,6 +15,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use serde_json::Value;
 
+use crate::cluster::{Accepted, ClusterLink, Outgoing, Phase, SessionState, Unavailable, args_json};
 use crate::config::Config;
 use crate::encode;
 use crate::frame::Frame;
@@ -66,6 +67,12 @@ pub struct Namespace {
     users: DashMap<Arc<str>, Vec<Arc<Socket>>>,
     next_ack: AtomicU64,
     pub(crate) recovery: Option<Recovery>,
+    /// In a cluster: where broadcasts go, and who hears of room and user
+    /// changes.
+    pub(crate) link: Option<Arc<dyn ClusterLink>>,
+    /// In a cluster: sockets per (room, user) on this gateway, to announce a
+    /// user's first and last socket in a room.
+    room_users: DashMap<(Arc<str>, Arc<str>), usize>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -75,8 +82,14 @@ impl std::fmt::Debug for Namespace {
 }
 
 impl Namespace {
-    pub(crate) fn new(name: &str, handler: Arc<dyn Handler>, config: Arc<Config>) -> Self {
-        let recovery = (!config.recovery_window.is_zero())
+    pub(crate) fn new(
+        name: &str,
+        handler: Arc<dyn Handler>,
+        config: Arc<Config>,
+        link: Option<Arc<dyn ClusterLink>>,
+    ) -> Self {
+        // In a cluster the link keeps sessions and the streams are the log.
+        let recovery = (!config.recovery_window.is_zero() && link.is_none())
             .then(|| Recovery::new(config.recovery_window, config.recovery_max_packets));
         Self {
             name: name.into(),
@@ -87,7 +100,19 @@ impl Namespace {
             users: DashMap::new(),
             next_ack: AtomicU64::new(0),
             recovery,
+            link,
+            room_users: DashMap::new(),
         }
+    }
+
+    /// Whether sockets get a private id (`pid`) to recover their session.
+    pub(crate) fn recovery_enabled(&self) -> bool {
+        !self.config.recovery_window.is_zero()
+    }
+
+    /// Whether this namespace is part of a cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.link.is_some()
     }
 
     pub fn name(&self) -> &str {
@@ -146,6 +171,11 @@ impl Namespace {
             return false;
         }
         sockets.push(socket.clone());
+        if sockets.len() == 1
+            && let Some(link) = &self.link
+        {
+            link.user_changed(&self.name, socket.user_id(), true);
+        }
         drop(sockets);
         self.sockets.insert(socket.id_arc(), socket.clone());
         true
@@ -168,28 +198,179 @@ impl Namespace {
             entry.get_mut().retain(|s| !Arc::ptr_eq(s, socket));
             if entry.get().is_empty() {
                 entry.remove();
+                if let Some(link) = &self.link {
+                    link.user_changed(&self.name, socket.user_id(), false);
+                }
             }
         }
         socket.fail_pending_acks();
-        if let (Some(recovery), Some(pid)) = (&self.recovery, socket.pid())
-            && reason.is_recoverable()
-        {
-            recovery.persist(pid.clone(), socket.id_arc(), socket.user_id_arc(), rooms);
+        if let Some(pid) = socket.pid() {
+            if let Some(recovery) = &self.recovery
+                && reason.is_recoverable()
+            {
+                recovery.persist(pid.clone(), socket.id_arc(), socket.user_id_arc(), rooms);
+            } else if let Some(link) = &self.link {
+                let phase = if reason.is_recoverable() { Phase::Left } else { Phase::Closed };
+                let state = SessionState { pid: pid.clone(), sid: socket.id_arc(), user_id: socket.user_id_arc(), rooms };
+                link.session(&self.name, state, phase);
+            }
         }
         metrics::counter!("switchboard_gateway_disconnects_total", "reason" => reason.as_str()).increment(1);
     }
 
     pub(crate) fn join_index(&self, room: &Arc<str>, socket: &Arc<Socket>) {
-        self.rooms.entry(room.clone()).or_default().insert(socket.key(), socket.clone());
+        let mut members = self.rooms.entry(room.clone()).or_default();
+        let first = members.is_empty();
+        members.insert(socket.key(), socket.clone());
+        let Some(link) = &self.link else { return };
+        if first {
+            link.room_changed(&self.name, room, true);
+        }
+        drop(members);
+        let mut count = self.room_users.entry((room.clone(), socket.user_id_arc())).or_default();
+        *count += 1;
+        if *count == 1 {
+            link.room_user_changed(&self.name, room, socket.user_id(), true);
+        }
     }
 
     pub(crate) fn leave_index(&self, room: &str, socket: &Socket) {
-        if let dashmap::Entry::Occupied(mut entry) = self.rooms.entry(Arc::from(room)) {
-            entry.get_mut().remove(&socket.key());
+        let room: Arc<str> = Arc::from(room);
+        let mut was_in = false;
+        if let dashmap::Entry::Occupied(mut entry) = self.rooms.entry(room.clone()) {
+            was_in = entry.get_mut().remove(&socket.key()).is_some();
             if entry.get().is_empty() {
                 entry.remove();
+                if let Some(link) = &self.link {
+                    link.room_changed(&self.name, &room, false);
+                }
             }
         }
+        let Some(link) = &self.link else { return };
+        if !was_in {
+            return;
+        }
+        if let dashmap::Entry::Occupied(mut entry) = self.room_users.entry((room.clone(), socket.user_id_arc())) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+                link.room_user_changed(&self.name, &room, socket.user_id(), false);
+            }
+        }
+    }
+
+    /// Rooms with members on this gateway (socket ids not included).
+    pub fn local_rooms(&self) -> Vec<Arc<str>> {
+        self.rooms.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Users with sockets in a room on this gateway, each once.
+    pub fn local_room_users(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.room_users.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// The users online in this namespace on every gateway of the cluster,
+    /// sorted; `None` when standalone (the application counts its own).
+    pub async fn cluster_online_users(&self) -> Option<Result<Vec<String>, Unavailable>> {
+        let link = self.link.as_ref()?;
+        Some(link.online_users(&self.name).await)
+    }
+
+    /// In a cluster, the kept messages of a room (see
+    /// [`ClusterLink::history`]); `None` when standalone.
+    pub async fn cluster_history(
+        &self,
+        room: &str,
+        since: Option<&str>,
+        limit: usize,
+    ) -> Option<Result<Vec<Value>, Unavailable>> {
+        let link = self.link.as_ref()?;
+        Some(link.history(&self.name, room, since, limit).await)
+    }
+
+    /// Broadcasts an event: in a cluster through the owning router (to every
+    /// gateway with members), else to the local sockets. The error means the
+    /// cluster could not take it; nobody got it through this call.
+    pub async fn broadcast(
+        &self,
+        target: &Target,
+        event: &str,
+        args: &[Value],
+        attachments: &[Bytes],
+    ) -> Result<Accepted, Unavailable> {
+        let Some(link) = &self.link else {
+            self.emit_binary(target, event, args, attachments);
+            return Ok(Accepted::default());
+        };
+        // A socket id names a room of one on the gateway that holds it.
+        let (local, rooms): (Vec<Arc<str>>, Vec<Arc<str>>) =
+            target.rooms.iter().cloned().partition(|room| self.sockets.contains_key(room));
+        if !local.is_empty() {
+            let here = Target { rooms: local, except: target.except.clone(), volatile: target.volatile };
+            self.emit_binary(&here, event, args, attachments);
+            if rooms.is_empty() {
+                return Ok(Accepted::default());
+            }
+        }
+        let remote = Target { rooms, except: target.except.clone(), volatile: target.volatile };
+        let outgoing = Outgoing {
+            nsp: &self.name,
+            target: &remote,
+            event,
+            args_json: args_json(args),
+            attachments,
+            store_with_id: None,
+        };
+        link.publish(outgoing).await
+    }
+
+    /// Broadcasts a message to a room and keeps it in the room's history, the
+    /// stream id written into the first argument under `id_field`; returns
+    /// the id. Only in a cluster: a standalone chat keeps its own history.
+    pub async fn broadcast_stored(
+        &self,
+        room: &str,
+        event: &str,
+        message: &Value,
+        id_field: &str,
+    ) -> Result<String, Unavailable> {
+        let Some(link) = &self.link else {
+            return Err(Unavailable("not in a cluster".to_owned()));
+        };
+        let target = Target::room(room);
+        let outgoing = Outgoing {
+            nsp: &self.name,
+            target: &target,
+            event,
+            args_json: args_json(std::slice::from_ref(message)),
+            attachments: &[],
+            store_with_id: Some(id_field),
+        };
+        let accepted = link.publish(outgoing).await?;
+        accepted.offset.ok_or_else(|| Unavailable("no id assigned".to_owned()))
+    }
+
+    /// Delivers a broadcast that came from the cluster to the local members:
+    /// encoded once (with its offset), then queued for each member of
+    /// `rooms` (all sockets when empty) that is in none of `except`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_remote(
+        &self,
+        rooms: Vec<Arc<str>>,
+        except: Vec<Arc<str>>,
+        volatile: bool,
+        event: &str,
+        args_json: &[u8],
+        attachments: &[Bytes],
+        offset: Option<&str>,
+    ) -> usize {
+        let target = Target { rooms, except, volatile };
+        let mut frames = encode::event_raw(&self.name, event, args_json, attachments, offset);
+        if volatile {
+            frames = frames.into_iter().map(Frame::volatile).collect();
+        }
+        let offset: Option<Arc<str>> = offset.map(Arc::from);
+        self.deliver_with(&target, &frames, offset.as_ref())
     }
 
     /// Emits an event to a target; returns how many sockets it was queued for.
@@ -225,13 +406,17 @@ impl Namespace {
 
     /// Queues already encoded frames for every socket of the target.
     pub(crate) fn deliver(&self, target: &Target, frames: &[Frame]) -> usize {
+        self.deliver_with(target, frames, None)
+    }
+
+    fn deliver_with(&self, target: &Target, frames: &[Frame], offset: Option<&Arc<str>>) -> usize {
         let excluded = self.resolve_except(&target.except);
         let mut count = 0;
         let mut send = |socket: &Arc<Socket>| {
             if excluded.as_ref().is_some_and(|ex| ex.contains(&socket.key())) {
                 return;
             }
-            socket.push_frames(frames);
+            socket.push_delivery(frames, offset);
             count += 1;
         };
         match target.rooms.as_slice() {

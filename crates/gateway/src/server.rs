@@ -21,10 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::cluster::ClusterLink;
 use crate::config::Config;
 use crate::engine::{EngineConn, random_id};
+use crate::forward::Cluster;
 use crate::handler::Handler;
 use crate::namespace::Namespace;
+use crate::sid::{Peers, SidSigner};
 use crate::transport::polling;
 use crate::transport::ws::{self, WsConn};
 use crate::transport::ws_codec::accept_key;
@@ -46,7 +49,11 @@ pub(crate) struct Shared {
     dynamic: Option<DynamicNamespaces>,
     next_key: AtomicU64,
     pub(crate) shutdown: CancellationToken,
-    tasks: TaskTracker,
+    /// In a cluster: the link every namespace broadcasts through.
+    link: Option<Arc<dyn ClusterLink>>,
+    pub(crate) tasks: TaskTracker,
+    /// Signed sids and forwarding to the other gateways, in a cluster.
+    cluster: Option<Cluster>,
 }
 
 impl Shared {
@@ -65,6 +72,15 @@ impl Shared {
         (at.elapsed() < Self::CLOSED_POLL_MEMORY).then_some(last)
     }
 
+    /// A new Engine.IO session id: signed with the gateway's id in a
+    /// cluster, 20 random characters otherwise.
+    fn new_sid(&self) -> Arc<str> {
+        match &self.cluster {
+            Some(cluster) => Arc::from(cluster.signer.mint()),
+            None => Arc::from(random_id()),
+        }
+    }
+
     pub(crate) fn next_socket_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -78,7 +94,7 @@ impl Shared {
         let nsp = self
             .namespaces
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(Namespace::new(name, handler, self.config.clone())))
+            .or_insert_with(|| Arc::new(Namespace::new(name, handler, self.config.clone(), self.link.clone())))
             .clone();
         Some(nsp)
     }
@@ -90,6 +106,8 @@ pub struct GatewayBuilder {
     auth: Authenticator,
     namespaces: Vec<(String, Arc<dyn Handler>)>,
     dynamic: Option<DynamicNamespaces>,
+    link: Option<Arc<dyn ClusterLink>>,
+    cluster: Option<(SidSigner, Arc<dyn Peers>)>,
 }
 
 impl GatewayBuilder {
@@ -99,17 +117,35 @@ impl GatewayBuilder {
         self
     }
 
+    /// Makes this gateway part of a cluster: broadcasts go through `link`,
+    /// which hears of room and user changes and keeps sessions.
+    pub fn link(mut self, link: Arc<dyn ClusterLink>) -> Self {
+        self.link = Some(link);
+        self
+    }
+
     /// Namespaces created on first CONNECT when `choose` gives a handler.
     pub fn dynamic_namespaces(mut self, choose: DynamicNamespaces) -> Self {
         self.dynamic = Some(choose);
         self
     }
 
+    /// Runs the gateway as one of a cluster: new sessions get sids signed by
+    /// `signer` (naming this gateway), and a polling request or WebSocket
+    /// upgrade for a session of another gateway is passed on to that
+    /// gateway's address in `peers` (docs/cluster.md, "No sticky sessions").
+    /// Without it the gateway mints plain random sids and forwards nothing.
+    pub fn cluster(mut self, signer: SidSigner, peers: Arc<dyn Peers>) -> Self {
+        self.cluster = Some((signer, peers));
+        self
+    }
+
     pub fn build(self) -> Gateway {
         let config = Arc::new(self.config);
+        let cluster = self.cluster.map(|(signer, peers)| Cluster::new(signer, peers, &config));
         let namespaces = DashMap::new();
         for (name, handler) in self.namespaces {
-            let nsp = Arc::new(Namespace::new(&name, handler, config.clone()));
+            let nsp = Arc::new(Namespace::new(&name, handler, config.clone(), self.link.clone()));
             namespaces.insert(Arc::from(name.as_str()), nsp);
         }
         Gateway {
@@ -123,6 +159,8 @@ impl GatewayBuilder {
                 next_key: AtomicU64::new(0),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                link: self.link,
+                cluster,
             }),
         }
     }
@@ -142,7 +180,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     pub fn builder(config: Config, auth: Authenticator) -> GatewayBuilder {
-        GatewayBuilder { config, auth, namespaces: Vec::new(), dynamic: None }
+        GatewayBuilder { config, auth, namespaces: Vec::new(), dynamic: None, link: None, cluster: None }
     }
 
     pub fn config(&self) -> &Config {
@@ -246,6 +284,11 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                 {
                     return polling::payload_response(Bytes::from_static(last));
                 }
+                if let Some(cluster) = &shared.cluster {
+                    // Perhaps another gateway's session: passed on to it.
+                    let websocket = transport == Transport::WebSocket && method == Method::GET;
+                    return Box::pin(cluster.route(&shared, sid, websocket, request)).await;
+                }
                 return engine_error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
             };
             if let Some(reason) = conn.on_timeout() {
@@ -348,7 +391,7 @@ async fn handshake(shared: Arc<Shared>, transport: Transport, request: Request) 
     }
     let bearer = bearer_token(request.headers());
     let query: Box<str> = request.uri().query().unwrap_or_default().into();
-    let sid: Arc<str> = Arc::from(random_id());
+    let sid = shared.new_sid();
     match transport {
         Transport::Polling => {
             let (conn, upgrade) = EngineConn::new(shared.clone(), sid.clone(), transport, bearer, query);

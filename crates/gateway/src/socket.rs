@@ -70,6 +70,10 @@ pub struct Socket {
     limiter: Mutex<Limiter>,
     connected: AtomicBool,
     recovered: bool,
+    /// While a resumed socket replays what it missed (in a cluster), live
+    /// deliveries wait here with their offsets.
+    holding: AtomicBool,
+    held: Mutex<Vec<(Option<Arc<str>>, Vec<Frame>)>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -107,6 +111,8 @@ impl Socket {
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(true),
             recovered: new.recovered,
+            holding: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
         })
     }
 
@@ -203,8 +209,24 @@ impl Socket {
         };
         if self.connected() {
             self.nsp.join_index(&room, self);
+            self.track_session();
         }
         Ok(())
+    }
+
+    /// In a cluster, tells the link this socket's rooms changed.
+    pub(crate) fn track_session(&self) {
+        if let (Some(link), Some(pid)) = (&self.nsp.link, &self.pid)
+            && self.connected()
+        {
+            let state = crate::cluster::SessionState {
+                pid: pid.clone(),
+                sid: self.id.clone(),
+                user_id: self.user_id.clone(),
+                rooms: self.rooms(),
+            };
+            link.session(self.nsp.name(), state, crate::cluster::Phase::Live);
+        }
     }
 
     /// Leaves a room; true if it was in it.
@@ -217,6 +239,7 @@ impl Socket {
         };
         if was_in {
             self.nsp.leave_index(room, self);
+            self.track_session();
         }
         was_in
     }
@@ -301,6 +324,41 @@ impl Socket {
         if close {
             self.conn.request_close(switchboard_protocol::session::CloseReason::ForcedClose);
         }
+    }
+
+    /// Queues a broadcast's frames; `offset` is its offset argument, by which
+    /// a resumed socket tells replayed packets from live ones.
+    pub(crate) fn push_delivery(&self, frames: &[Frame], offset: Option<&Arc<str>>) {
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = lock(&self.held);
+            if self.holding.load(Ordering::Acquire) {
+                held.push((offset.cloned(), frames.to_vec()));
+                return;
+            }
+        }
+        self.push_frames(frames);
+    }
+
+    /// Holds live deliveries until [`release`](Self::release).
+    pub(crate) fn hold(&self) {
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// Sends the held deliveries, except those a replay already sent: per
+    /// room tag, offsets at or before `last` (`<stream id>@<tag>`).
+    pub(crate) fn release(&self, last: &[(String, String)]) {
+        let mut held = lock(&self.held);
+        for (offset, frames) in held.drain(..) {
+            let replayed = offset.as_deref().and_then(|offset| {
+                let (id, tag) = offset.rsplit_once('@')?;
+                let (_, seen) = last.iter().find(|(t, _)| t == tag)?;
+                Some(crate::cluster::stream_id_key(id)? <= crate::cluster::stream_id_key(seen)?)
+            });
+            if replayed != Some(true) {
+                self.push_frames(&frames);
+            }
+        }
+        self.holding.store(false, Ordering::Release);
     }
 
     pub(crate) fn push_frames(&self, frames: &[Frame]) {

@@ -15,6 +15,11 @@
 //!   `ServerApi` service, the HTTP server API of docs/api.md over gRPC, for
 //!   backends, behind the API key.
 //!
+//! - Stream entries: each entry of a room's stream (`sb:room:<nsp>:<room>`)
+//!   or a namespace's (`sb:nsp:<nsp>`) is one [`v1::Delivery`], stamps empty;
+//!   read it with [`decode_entry`] and [`v1::Delivery::entry_packet`], which
+//!   writes the entry id into a kept message that has an `id_field`.
+//!
 //! Health checks use `tonic-health` (the standard `grpc.health.v1`
 //! service), not a service of this contract.
 //!
@@ -29,7 +34,9 @@ pub mod v1 {
 pub use prost;
 pub use tonic;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message as _;
+use serde_json::value::RawValue;
 
 /// The revision of the contract this crate speaks, sent in `Hello` and
 /// `Welcome`. A new revision only adds messages, oneof cases or fields; a
@@ -49,5 +56,56 @@ impl v1::Packet {
     /// empty (as the contract reads empty bytes).
     pub fn args_array(&self) -> Bytes {
         if self.args_json.is_empty() { Bytes::from_static(b"[]") } else { self.args_json.clone() }
+    }
+
+    /// This packet with the string `value` written into its first argument
+    /// under `field` (replacing what was there), attachments unchanged:
+    /// how a kept message gets its id, the id of its stream entry. `None`
+    /// when the first argument is not a JSON object (or `args_json` is not
+    /// a JSON array).
+    ///
+    /// Only the first argument is parsed; the others are copied as they are.
+    pub fn with_field(&self, field: &str, value: &str) -> Option<v1::Packet> {
+        let args = self.args_array();
+        let args: Vec<&RawValue> = serde_json::from_slice(&args).ok()?;
+        let (first, rest) = args.split_first()?;
+        let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(first.get()).ok()?;
+        object.insert(field.to_owned(), serde_json::Value::String(value.to_owned()));
+        let rest_len: usize = rest.iter().map(|arg| arg.get().len() + 1).sum();
+        let mut out = BytesMut::with_capacity(self.args_json.len() + field.len() + value.len() + 8 + rest_len).writer();
+        out.get_mut().put_u8(b'[');
+        // Writing a `Map` of `Value`s into memory cannot fail.
+        serde_json::to_writer(&mut out, &object).ok()?;
+        for arg in rest {
+            out.get_mut().put_u8(b',');
+            out.get_mut().put_slice(arg.get().as_bytes());
+        }
+        out.get_mut().put_u8(b']');
+        Some(v1::Packet {
+            event: self.event.clone(),
+            args_json: out.into_inner().freeze(),
+            attachments: self.attachments.clone(),
+        })
+    }
+}
+
+/// Decodes one stream entry's bytes (a room's or a namespace's stream) into
+/// the [`v1::Delivery`] the owning router appended. The `bytes` fields (the
+/// packet's arguments and attachments) share `data`'s buffer. Untrusted
+/// bytes give an error, never a panic.
+pub fn decode_entry(data: &Bytes) -> Result<v1::Delivery, prost::DecodeError> {
+    v1::Delivery::decode(data.clone())
+}
+
+impl v1::Delivery {
+    /// The packet of a stream entry as it is delivered, for the entry of id
+    /// `entry_id`: with the id written into the first argument under
+    /// `id_field` when the entry has one (a kept message published with
+    /// `Publish.id_field`), otherwise the packet as stored. `None` when the
+    /// entry has no packet, or has an `id_field` and its first argument is
+    /// not an object (not something a router appends).
+    pub fn entry_packet(&self, entry_id: &str) -> Option<v1::Packet> {
+        let packet = self.packet.as_ref()?;
+        if self.id_field.is_empty() { Some(packet.clone()) } else { packet.with_field(&self.id_field, entry_id) }
     }
 }

@@ -26,6 +26,8 @@ fn batch() -> ChannelMessage {
                     volatile: false,
                     stamps: vec![Stamp { seq: 41, offset: "1718000000000-0".into() }],
                     packet: Some(Packet::from_json("message:new", &[json!({"id": "1718000000000-0", "text": "hi"})])),
+                    store: true,
+                    id_field: String::new(),
                 },
                 Delivery {
                     nsp: "/".into(),

@@ -1,5 +1,6 @@
 //! `Batchers`: one queue and task per gateway that turns deliveries into
-//! batches, one `PUBLISH` on `sb:gw:<gateway id>` each.
+//! batches, one `PUBLISH` on `sb:gw:<gateway id>` each: a protobuf
+//! `ChannelMessage` holding a `DeliveryBatch` (see [`wire`](crate::wire)).
 //!
 //! A batch leaves when it holds `max_deliveries` or `linger` after its first
 //! delivery arrived, whichever comes first; while a `PUBLISH` is in flight
@@ -19,13 +20,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use switchboard_broker::Broker;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::batch::{Delivery, encode_batch};
 use crate::config::BatchConfig;
 use crate::sync::lock;
+use crate::wire::encode_batch;
 use crate::{GatewayId, RouterError, RouterId};
 
 /// Counter of batches published, label `outcome` (`ok`, `unheard`, `failed`).
@@ -42,7 +44,8 @@ pub fn gateway_channel(gateway: &GatewayId) -> String {
 }
 
 struct Queued {
-    delivery: Arc<Delivery>,
+    /// An encoded `Delivery` (see [`wire`](crate::wire)).
+    delivery: Bytes,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -61,12 +64,12 @@ impl Batchers {
         Self { router_id: Arc::from(router_id.as_str()), broker, config, queues: Mutex::new(HashMap::new()) }
     }
 
-    /// Queues a delivery for `gateway` (waiting while its queue is full);
-    /// the receiver learns how its batch went.
+    /// Queues an encoded delivery for `gateway` (waiting while its queue is
+    /// full); the receiver learns how its batch went.
     pub(crate) async fn enqueue(
         &self,
         gateway: &GatewayId,
-        delivery: Arc<Delivery>,
+        delivery: Bytes,
     ) -> Result<oneshot::Receiver<Outcome>, RouterError> {
         let (done, outcome) = oneshot::channel();
         let queue = self.queue(gateway);
@@ -127,8 +130,7 @@ async fn run(broker: Arc<dyn Broker>, channel: Channel, config: BatchConfig, mut
 }
 
 async fn publish(broker: &dyn Broker, channel: &Channel, batch: &mut Vec<Queued>) -> Outcome {
-    let deliveries: Vec<Arc<Delivery>> = batch.iter().map(|queued| queued.delivery.clone()).collect();
-    let payload = encode_batch(&channel.router_id, &deliveries);
+    let payload = encode_batch(&channel.router_id, batch.iter().map(|queued| &queued.delivery));
     let outcome = broker.publish(&channel.name, payload).await;
     let label = match &outcome {
         Ok(0) => "unheard",

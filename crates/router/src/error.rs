@@ -1,6 +1,6 @@
 //! [`RouterError`]: everything the router's operations can fail with. The
-//! gRPC layer maps each variant to a wire outcome in one place
-//! (`Unavailable` and `NotOwner` become a `Refused` answer).
+//! gRPC layer ([`grpc`](crate::grpc)) maps each variant to a wire outcome
+//! in one place: a `Refused` code for a publish, a status for a unary call.
 
 use switchboard_broker::BrokerError;
 
@@ -25,6 +25,12 @@ pub enum RouterError {
     /// A delivery batch that does not decode.
     #[error("malformed batch: {0}")]
     Malformed(String),
+    /// A request that breaks the contract (volatile with store, an
+    /// `id_field` on a packet whose first argument is not an object, a
+    /// history position that is not a stream id, ...): a bug of the
+    /// caller, not worth retrying.
+    #[error("invalid request: {0}")]
+    Invalid(String),
 }
 
 impl From<BrokerError> for RouterError {

@@ -106,6 +106,8 @@ pub struct Membership {
 struct Health {
     poll_failed: bool,
     renew_failed: bool,
+    /// When this node's lease was last renewed.
+    renewed_at: Option<Instant>,
     /// The set's epoch at the last read.
     epoch: Option<Bytes>,
     /// Until then the view keeps the members it had (see the module docs).
@@ -150,12 +152,34 @@ impl Membership {
         read(&self.live.borrow())
     }
 
+    /// Whether this node holds its lease and reaches the broker: its last
+    /// renewal succeeded within the lease's ttl, the last read of the live
+    /// set succeeded, and this node is in it. A watcher is healthy while
+    /// its reads succeed.
+    pub fn is_healthy(&self) -> bool {
+        let health = lock(&self.health);
+        if health.poll_failed || health.renew_failed {
+            return false;
+        }
+        let Some(own) = &self.own else { return true };
+        let renewed = health.renewed_at.is_some_and(|at| at.elapsed() < self.config.ttl);
+        drop(health);
+        renewed && self.with_live(|live| live.contains(own.id.as_str()))
+    }
+
     /// Renews this node's lease (nothing for a watcher).
     pub async fn renew(&self) -> Result<(), RouterError> {
         let Some(own) = &self.own else { return Ok(()) };
         let outcome = self.broker.lease_renew(&self.set, &own.lease_entry(), self.config.ttl).await;
         let failed = outcome.is_err();
-        if std::mem::replace(&mut lock(&self.health).renew_failed, failed) != failed {
+        let was_failed = {
+            let mut health = lock(&self.health);
+            if !failed {
+                health.renewed_at = Some(Instant::now());
+            }
+            std::mem::replace(&mut health.renew_failed, failed)
+        };
+        if was_failed != failed {
             match &outcome {
                 Err(error) => tracing::warn!(set = %self.set, %error, "lease renewal failed"),
                 Ok(()) => tracing::info!(set = %self.set, "lease renewed again"),

@@ -219,6 +219,25 @@ impl RoomTable {
         sorted_users(self.namespaces.get(nsp).and_then(|ns| ns.rooms.get(room)).map(|room| &room.users))
     }
 
+    /// The gateways holding a socket of any of `users` in a namespace,
+    /// each once, sorted; the anonymous user is nobody to locate.
+    pub fn locate_users<'a>(&self, nsp: &str, users: impl IntoIterator<Item = &'a str>) -> Vec<GatewayId> {
+        let Some(ns) = self.namespaces.get(nsp) else { return Vec::new() };
+        let found: BTreeSet<&GatewayId> = users
+            .into_iter()
+            .filter(|user| *user != ANONYMOUS)
+            .filter_map(|user| ns.users.get(user))
+            .flatten()
+            .collect();
+        found.into_iter().cloned().collect()
+    }
+
+    /// How many rooms the table holds (rooms some gateway announced a
+    /// member or a user of).
+    pub fn room_count(&self) -> usize {
+        self.namespaces.values().map(|ns| ns.rooms.len()).sum()
+    }
+
     /// What a gateway holds here.
     pub fn holdings(&self, gateway: &GatewayId) -> Holdings {
         self.held.get(gateway).cloned().unwrap_or_default()

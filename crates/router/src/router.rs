@@ -14,13 +14,16 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use switchboard_broker::Broker;
+use switchboard_broker::{Broker, Retention};
+use switchboard_proto::v1;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::RouterConfig;
-use crate::fanout::{Fanout, Lane, Publish, Published};
+use crate::fanout::{Fanout, Lane, PUBLISHES, Pending, Publish, Published, outcome_label};
+use crate::history;
 use crate::membership::{GATEWAYS, LiveSet, Membership, ROUTERS};
-use crate::ownership::owner;
+use crate::ownership::{owner, room_key};
 use crate::rooms::{Holdings, PresenceChange, PresenceEvent, RoomTable};
 use crate::{GatewayId, Member, RouterError, RouterId};
 
@@ -36,6 +39,8 @@ struct Inner {
     gateways: Membership,
     table: Mutex<RoomTable>,
     fanout: Fanout,
+    broker: Arc<dyn Broker>,
+    retention: Retention,
 }
 
 impl std::fmt::Debug for Router {
@@ -53,7 +58,9 @@ impl Router {
             routers: Membership::register(broker.clone(), ROUTERS, own, config.lease),
             gateways: Membership::observe(broker.clone(), GATEWAYS, config.lease),
             table: Mutex::new(RoomTable::new()),
-            fanout: Fanout::new(&id, broker, &config),
+            fanout: Fanout::new(&id, broker.clone(), &config),
+            broker,
+            retention: config.retention,
             id,
         };
         Router { inner: Arc::new(inner) }
@@ -137,20 +144,83 @@ impl Router {
         self.table().online_users(nsp)
     }
 
+    /// The gateways holding a socket of any of `users` in a namespace
+    /// (whose presence this replica owns), sorted.
+    pub fn locate_users<'a>(&self, nsp: &str, users: impl IntoIterator<Item = &'a str>) -> Vec<GatewayId> {
+        self.table().locate_users(nsp, users)
+    }
+
+    /// How many rooms this replica's table holds.
+    pub fn rooms_owned(&self) -> usize {
+        self.table().room_count()
+    }
+
+    /// Whether this replica holds its lease in `sb:routers` and reaches the
+    /// broker (its last renewal and read of the live set succeeded): what
+    /// readiness and the gRPC health status report.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.routers.is_healthy()
+    }
+
     /// Broadcasts a packet (see [`fanout`](crate::fanout)): stored and
-    /// numbered, then delivered once to each gateway with members. Refused
-    /// with [`RouterError::NotOwner`] unless this replica owns each of its
-    /// rooms (or the namespace), with [`RouterError::Unavailable`] when the
-    /// broker failed.
+    /// numbered, then delivered once to each gateway with members;
+    /// [`start_publish`](Self::start_publish) and [`Pending::finish`] in one.
     pub async fn publish(&self, publish: Publish) -> Result<Published, RouterError> {
+        self.start_publish(publish, Instant::now()).await?.finish().await
+    }
+
+    /// The sequential stage of a broadcast that arrived at `arrived`:
+    /// checked, appended, numbered and queued for every gateway when this
+    /// returns, so that broadcasts started one after the other are
+    /// numbered in that order; [`Pending::finish`] then waits for its
+    /// batches, concurrently with later broadcasts.
+    ///
+    /// Refused with [`RouterError::Invalid`] for a publish that breaks the
+    /// contract (volatile with store; `id_field` without store, with more
+    /// than one room, or on a packet whose first argument is not a JSON
+    /// object), with [`RouterError::NotOwner`] unless this replica owns each
+    /// of its rooms (or the namespace), with [`RouterError::Unavailable`]
+    /// when the broker failed, now or since `arrived`.
+    pub async fn start_publish(&self, publish: Publish, arrived: Instant) -> Result<Pending, RouterError> {
+        let outcome = self.begin(publish, arrived).await;
+        if let Err(error) = &outcome {
+            metrics::counter!(PUBLISHES, "outcome" => outcome_label(Some(error))).increment(1);
+        }
+        outcome
+    }
+
+    async fn begin(&self, publish: Publish, arrived: Instant) -> Result<Pending, RouterError> {
         let lanes = Lane::of(&publish.nsp, &publish.rooms);
+        validate(&publish, &lanes)?;
         for lane in &lanes {
             let owner = self.owner(&lane.key);
             if owner.as_ref() != Some(&self.inner.id) {
                 return Err(RouterError::NotOwner { key: lane.key.clone(), owner });
             }
         }
-        self.inner.fanout.publish(&self.inner.table, &lanes, publish).await
+        self.inner.fanout.begin(&self.inner.table, &lanes, publish, arrived).await
+    }
+
+    /// The kept messages of a room (see [`history`](crate::history)):
+    /// after the stream id `since`, or the newest; at most `limit`, oldest
+    /// first, each with its id written in. Refused with
+    /// [`RouterError::NotOwner`] unless this replica owns the room, with
+    /// [`RouterError::Invalid`] when `since` is not a stream id, with
+    /// [`RouterError::Unavailable`] when the broker failed.
+    pub async fn history(
+        &self,
+        nsp: &str,
+        room: &str,
+        since: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<v1::StoredMessage>, RouterError> {
+        let key = room_key(nsp, room);
+        let owner = self.owner(&key);
+        if owner.as_ref() != Some(&self.inner.id) {
+            return Err(RouterError::NotOwner { key, owner });
+        }
+        let stream = format!("sb:{key}");
+        history::read(&*self.inner.broker, &stream, since, limit, self.inner.retention.max_len).await
     }
 
     /// Holds the lease and follows the live routers and gateways until
@@ -209,4 +279,23 @@ impl Router {
     fn table(&self) -> MutexGuard<'_, RoomTable> {
         self.inner.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What the contract refuses as INVALID in a publish.
+fn validate(publish: &Publish, lanes: &[Lane]) -> Result<(), RouterError> {
+    if publish.volatile && publish.store {
+        return Err(RouterError::Invalid("volatile with store".to_owned()));
+    }
+    if !publish.id_field.is_empty() {
+        if !publish.store {
+            return Err(RouterError::Invalid("id_field without store".to_owned()));
+        }
+        if lanes.len() > 1 {
+            return Err(RouterError::Invalid("id_field with more than one room".to_owned()));
+        }
+        if publish.packet.with_field(&publish.id_field, "").is_none() {
+            return Err(RouterError::Invalid("id_field: the first argument is not a JSON object".to_owned()));
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod fixture;
+mod gateway_role;
 mod settings;
 mod standalone;
 mod telemetry;
@@ -28,7 +29,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             None | Some(Command::Standalone) => standalone::run(cli.settings).await,
             Some(Command::Fixture { suite }) => fixture::run(cli.settings, &suite).await,
-            Some(Command::Gateway | Command::Router) => {
+            Some(Command::Gateway) => gateway_role::run(cli.settings).await,
+            Some(Command::Router) => {
                 anyhow::bail!("the cluster roles are not available yet; run `switchboard` for a standalone server")
             }
         }

@@ -116,6 +116,20 @@ pub(crate) struct Settings {
     #[arg(long, env = "SWITCHBOARD_MAX_PENDING_BYTES", default_value = "4MiB", value_parser = size("SWITCHBOARD_MAX_PENDING_BYTES"), global = true)]
     pub(crate) max_pending_bytes: usize,
 
+    /// Cluster: the Redis every gateway and router shares.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    pub(crate) redis_url: String,
+    /// Cluster: this process's id (`[A-Za-z0-9_-]`); default `<role>-<8 random hex>`.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", global = true)]
+    pub(crate) node_id: Option<String>,
+    /// Cluster: the secret that signs session ids, the same on every gateway.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_SECRET", hide_env_values = true, global = true)]
+    pub(crate) cluster_secret: Option<String>,
+    /// Cluster: the gateway's address as other gateways reach it (host:port);
+    /// default SWITCHBOARD_LISTEN with an unspecified IP as 127.0.0.1.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE", global = true)]
+    pub(crate) advertise: Option<String>,
+
     /// Tracing filter, e.g. `info` or `switchboard_gateway=debug`.
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info", global = true)]
     pub(crate) log: String,
@@ -167,6 +181,17 @@ impl Settings {
         })
     }
 
+    /// This process's cluster id: SWITCHBOARD_NODE_ID, or `<role>-<8 random hex>`.
+    pub(crate) fn node_id(&self, role: &str) -> String {
+        self.node_id.clone().unwrap_or_else(|| format!("{role}-{:08x}", rand::random::<u32>()))
+    }
+
+    /// The gateway's internal address: SWITCHBOARD_ADVERTISE, or the listen
+    /// address with an unspecified IP replaced by 127.0.0.1.
+    pub(crate) fn advertise(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| loopback_if_unspecified(self.listen).to_string())
+    }
+
     pub(crate) fn auth_config(&self) -> AuthConfig {
         AuthConfig {
             secret: self.jwt_secret.clone().filter(|s| !s.is_empty()),
@@ -177,6 +202,11 @@ impl Settings {
             allow_anonymous: self.allow_anonymous,
         }
     }
+}
+
+/// `addr`, with an unspecified IP (`0.0.0.0`, `::`) replaced by 127.0.0.1.
+pub(crate) fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
 }
 
 fn switchboard_protocol_settings(settings: &Settings) -> switchboard_protocol::handshake::Settings {

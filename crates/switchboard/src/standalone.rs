@@ -17,7 +17,7 @@ use crate::settings::Settings;
 use crate::telemetry;
 
 /// How long open sessions get to close on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let config = settings.gateway_config()?;
@@ -69,7 +69,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
+pub(crate) fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     let config = settings.auth_config();
     if !Authenticator::is_configured(&config) && !config.allow_anonymous {
         // Closed by default, yet a newcomer's first run works: a secret for
@@ -93,7 +93,7 @@ fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     Ok(auth)
 }
 
-fn chat_config(settings: &Settings) -> ChatConfig {
+pub(crate) fn chat_config(settings: &Settings) -> ChatConfig {
     ChatConfig {
         presence_broadcast: settings.presence_broadcast,
         presence_on_connect: settings.presence_on_connect,

@@ -61,7 +61,7 @@ pub(super) async fn emit(State(api): State<Api>, bytes: Bytes) -> Result<Json<Va
     };
     for nsp in namespaces {
         if let Some(target) = target(&nsp, &request.rooms, &request.users, &request.except) {
-            nsp.emit(&target, &request.event, &args);
+            nsp.broadcast(&target, &request.event, &args, &[]).await?;
         }
     }
     metrics::counter!("switchboard_chat_api_emits_total").increment(1);
@@ -87,7 +87,7 @@ pub(super) async fn notify(State(api): State<Api>, bytes: Bytes) -> Result<Json<
     let request: NotifyBody = body(&bytes, false)?;
     let nsp = api.namespace(Some(NOTIFICATIONS_NAMESPACE))?;
     let args: Vec<Value> = request.data.into_iter().collect();
-    nsp.emit(&Target::room(user_room(&request.user_id)), "notification", &args);
+    nsp.broadcast(&Target::room(user_room(&request.user_id)), "notification", &args, &[]).await?;
     metrics::counter!("switchboard_chat_api_notifications_total").increment(1);
     Ok(Json(json!({ "ok": true })))
 }

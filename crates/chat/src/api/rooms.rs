@@ -57,6 +57,6 @@ pub(super) async fn history(
         (None, Some(_)) => max,
         (None, None) => DEFAULT_LIMIT.min(max),
     };
-    let messages = api.chat.history(nsp.name(), &room, since, limit).await?;
+    let messages = api.chat.history(&nsp, &room, since, limit).await?;
     Ok(Json(json!({ "messages": messages })))
 }

@@ -176,3 +176,33 @@ fn what_moved_to_another_owner_is_dropped() {
     assert_eq!(table.holdings(&b).users, pairs([("/other", "v")]));
     assert!(table.holdings(&b).rooms.is_empty());
 }
+
+#[test]
+fn users_are_located_on_their_gateways() {
+    let mut table = RoomTable::new();
+    let (a, b, c) = (gw("a"), gw("b"), gw("c"));
+    table.presence(&b, "/chat", "u1", true);
+    table.presence(&a, "/chat", "u1", true);
+    table.presence(&c, "/chat", "u2", true);
+    table.presence(&c, "/chat", ANONYMOUS, true);
+    table.presence(&a, "/other", "u3", true);
+    assert_eq!(ids(&table.locate_users("/chat", ["u1"])), vec!["a", "b"]);
+    assert_eq!(ids(&table.locate_users("/chat", ["u2", "u1", "u2", "nobody"])), vec!["a", "b", "c"]);
+    assert!(table.locate_users("/chat", ["u3", ANONYMOUS]).is_empty(), "another namespace; nobody");
+    assert!(table.locate_users("/none", ["u1"]).is_empty());
+    table.presence(&a, "/chat", "u1", false);
+    assert_eq!(ids(&table.locate_users("/chat", ["u1"])), vec!["b"]);
+}
+
+#[test]
+fn rooms_are_counted() {
+    let mut table = RoomTable::new();
+    assert_eq!(table.room_count(), 0);
+    table.membership(&gw("a"), "/chat", "general", true);
+    table.membership(&gw("b"), "/chat", "general", true);
+    table.room_presence(&gw("a"), "/", "lobby", "u1", true);
+    table.presence(&gw("a"), "/", "u1", true);
+    assert_eq!(table.room_count(), 2);
+    table.forget_gateway(&gw("a"));
+    assert_eq!(table.room_count(), 1);
+}

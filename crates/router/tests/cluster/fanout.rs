@@ -5,15 +5,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use switchboard_broker::Broker;
+use switchboard_proto::{decode_entry, v1};
 use switchboard_router::ownership::room_key;
-use switchboard_router::{Batch, Delivery, Publish, RouterError, Stamp, decode_batch, gateway_channel};
+use switchboard_router::{Publish, RouterError, gateway_channel};
 use switchboard_testkit::RedisServer;
 use tokio::task::JoinSet;
 
 use crate::support::{
-    NSP, QUIET, batches_of, fast, id, live_router, memory, next_batch, next_batch_from, redis, to_rooms, until,
+    NSP, QUIET, batches_of, fast, id, live_router, memory, next_batch, next_batch_from, packet, redis, text, to_rooms,
+    until,
 };
 
 async fn deliveries_reach_only_gateways_with_members(broker: Arc<dyn Broker>) {
@@ -27,37 +28,37 @@ async fn deliveries_reach_only_gateways_with_members(broker: Arc<dyn Broker>) {
     let published = router.publish(to_rooms(&["general"], "hello")).await.unwrap();
     assert_eq!(published.gateways, 1);
     let offset = published.offset().expect("stored").to_owned();
-    let expected = Delivery {
+    let expected = v1::Delivery {
         nsp: NSP.to_owned(),
         rooms: vec!["general".to_owned()],
         except: vec!["sid-1".to_owned()],
         volatile: false,
         store: true,
-        stamps: vec![Stamp { seq: 1, offset: Some(offset.clone()) }],
-        packet: Bytes::from_static(b"hello"),
+        stamps: vec![v1::Stamp { seq: 1, offset: offset.clone() }],
+        packet: Some(packet("hello")),
+        id_field: String::new(),
     };
     let batch = next_batch_from(&mut on_a, Duration::from_secs(2)).await;
-    assert_eq!(batch, Some(Batch { router_id: "r".to_owned(), deliveries: vec![expected.clone()] }));
+    assert_eq!(batch, Some(v1::DeliveryBatch { router_id: "r".to_owned(), deliveries: vec![expected.clone()] }));
     assert_eq!(next_batch(&mut on_b, QUIET).await, None, "B holds no member of general");
 
     let entry = broker.stream_get("sb:room:/chat:general", &offset).await.unwrap().expect("appended");
-    let stored = Delivery { stamps: vec![], ..expected };
-    let entry = decode_batch(&entry.data).map(|batch| batch.deliveries);
-    assert_eq!(entry, Ok(vec![stored]), "the stream keeps what recovery filters by");
+    let stored = v1::Delivery { stamps: vec![], ..expected };
+    assert_eq!(decode_entry(&entry.data), Ok(stored), "the stream keeps what recovery filters by");
 
     let unstored = router.publish(Publish { store: false, ..to_rooms(&["general"], "not history") }).await.unwrap();
     let offset = unstored.offset().expect("in the recovery log all the same").to_owned();
     let delivered = next_batch(&mut on_a, Duration::from_secs(2)).await.expect("delivered");
-    assert_eq!((delivered[0].store, &delivered[0].stamps[..]), (false, &[Stamp { seq: 2, offset: Some(offset) }][..]));
+    assert_eq!((delivered[0].store, &delivered[0].stamps[..]), (false, &[v1::Stamp { seq: 2, offset }][..]));
 
-    let everyone = Publish { rooms: vec![], volatile: true, ..to_rooms(&[], "to all") };
+    let everyone = Publish { rooms: vec![], volatile: true, store: false, ..to_rooms(&[], "to all") };
     let published = router.publish(everyone).await.unwrap();
     assert_eq!((published.gateways, published.offset()), (2, None), "volatile: never stored");
     for channel in [&mut on_a, &mut on_b] {
         let batch = next_batch(channel, Duration::from_secs(2)).await.expect("the namespace reaches both");
         assert_eq!(
             (batch.len(), batch[0].volatile, &batch[0].stamps[..]),
-            (1, true, &[Stamp { seq: 1, offset: None }][..])
+            (1, true, &[v1::Stamp { seq: 1, offset: String::new() }][..])
         );
     }
 
@@ -112,10 +113,10 @@ async fn a_burst_is_batched_and_each_room_stays_in_order(broker: Arc<dyn Broker>
     assert!(batches.iter().all(|batch| batch.len() <= 64), "at most 64 per batch");
     let mut per_room: HashMap<String, Vec<(u64, String)>> = HashMap::new();
     for delivery in batches.iter().flatten() {
-        let packet = String::from_utf8(delivery.packet.to_vec()).unwrap();
+        let packet = text(delivery);
         let stamp = &delivery.stamps[0];
-        assert_eq!(stamp.offset.as_ref(), Some(&offsets[&packet]), "the offset its publisher was given");
-        per_room.entry(delivery.rooms[0].clone()).or_default().push((stamp.seq, offsets[&packet].clone()));
+        assert_eq!(stamp.offset, offsets[packet], "the offset its publisher was given");
+        per_room.entry(delivery.rooms[0].clone()).or_default().push((stamp.seq, offsets[packet].clone()));
     }
     for (room, stamps) in &per_room {
         let seqs: Vec<u64> = stamps.iter().map(|(seq, _)| *seq).collect();

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use switchboard_router::membership::{GATEWAYS, ROUTERS};
 use switchboard_router::ownership::room_key;
 use switchboard_router::{Member, Membership, Publish, RouterError, gateway_channel};
@@ -12,8 +11,8 @@ use switchboard_testkit::RedisServer;
 use tokio::task::JoinSet;
 
 use crate::support::{
-    NSP, SLACK, Switch, TIMEOUT, eventually, fast, fast_leases, id, live_router, memory, next_batch, redis, to_rooms,
-    until,
+    NSP, SLACK, Switch, TIMEOUT, eventually, fast, fast_leases, id, live_router, memory, next_batch, redis, text,
+    to_rooms, until,
 };
 
 /// Leases lapse during the outage and come back after it; the view holds
@@ -101,7 +100,7 @@ async fn redis_stopped_is_unavailable_within_the_timeout_and_heals_on_restart() 
     let stored = stored.elapsed();
     assert!(matches!(outcome, Err(RouterError::Unavailable(_))), "{outcome:?}");
     let volatile = Instant::now();
-    let outcome = router.publish(Publish { volatile: true, ..to_rooms(&["general"], "volatile") }).await;
+    let outcome = router.publish(Publish { volatile: true, store: false, ..to_rooms(&["general"], "volatile") }).await;
     let volatile = volatile.elapsed();
     assert!(matches!(outcome, Err(RouterError::Unavailable(_))), "a failed PUBLISH is no silent drop: {outcome:?}");
     assert!(stored < TIMEOUT + SLACK && volatile < TIMEOUT + SLACK, "took {stored:?} and {volatile:?}");
@@ -119,7 +118,7 @@ async fn redis_stopped_is_unavailable_within_the_timeout_and_heals_on_restart() 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(delivered[0].packet, Bytes::from_static(b"after"));
+    assert_eq!(text(&delivered[0]), "after");
     let healed = restarted.elapsed();
     // The leases were lost with Redis and renewed: nobody left meanwhile.
     tokio::time::sleep(fast_leases().ttl * 2).await;
@@ -147,7 +146,7 @@ async fn redis_frozen_fails_a_burst_within_about_one_timeout_and_heals_on_thaw()
     for i in 0..200 {
         let router = router.clone();
         // Volatile ones queue for the batcher; stored ones wait on XADD.
-        let publish = Publish { volatile: i % 4 != 0, ..to_rooms(&["general"], &format!("{i}")) };
+        let publish = Publish { volatile: i % 4 != 0, store: i % 4 == 0, ..to_rooms(&["general"], &format!("{i}")) };
         publishes.spawn(async move { router.publish(publish).await });
     }
     while let Some(joined) = publishes.join_next().await {

@@ -12,9 +12,8 @@ use bytes::Bytes;
 use switchboard_broker::{
     BoxFuture, Broker, BrokerError, Entry, MemoryBroker, RedisBroker, RedisOptions, Retention, Subscription,
 };
-use switchboard_router::{
-    Batch, Delivery, LeaseConfig, NodeId, Publish, Router, RouterConfig, RouterError, decode_batch,
-};
+use switchboard_proto::v1;
+use switchboard_router::{LeaseConfig, NodeId, Publish, Router, RouterConfig, RouterError, decode_batch};
 use switchboard_testkit::RedisServer;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -35,6 +34,16 @@ pub(crate) fn fast() -> RouterConfig {
     RouterConfig { lease: fast_leases(), ..RouterConfig::default() }
 }
 
+/// A packet whose event name is `text`, without arguments.
+pub(crate) fn packet(text: &str) -> v1::Packet {
+    v1::Packet { event: text.to_owned(), ..v1::Packet::default() }
+}
+
+/// The event name of a delivery's packet (see [`packet`]).
+pub(crate) fn text(delivery: &v1::Delivery) -> &str {
+    delivery.packet.as_ref().map_or("", |packet| packet.event.as_str())
+}
+
 pub(crate) fn to_rooms(rooms: &[&str], packet: &str) -> Publish {
     Publish {
         nsp: NSP.to_owned(),
@@ -42,7 +51,8 @@ pub(crate) fn to_rooms(rooms: &[&str], packet: &str) -> Publish {
         except: vec!["sid-1".to_owned()],
         volatile: false,
         store: true,
-        packet: Bytes::from(packet.to_owned()),
+        packet: self::packet(packet),
+        id_field: String::new(),
     }
 }
 
@@ -131,12 +141,12 @@ pub(crate) async fn until<T>(
 
 /// The deliveries of the next batch on a gateway's channel, if one comes
 /// within `within`.
-pub(crate) async fn next_batch(subscription: &mut Subscription, within: Duration) -> Option<Vec<Delivery>> {
+pub(crate) async fn next_batch(subscription: &mut Subscription, within: Duration) -> Option<Vec<v1::Delivery>> {
     next_batch_from(subscription, within).await.map(|batch| batch.deliveries)
 }
 
 /// The next batch on a gateway's channel, with its sender.
-pub(crate) async fn next_batch_from(subscription: &mut Subscription, within: Duration) -> Option<Batch> {
+pub(crate) async fn next_batch_from(subscription: &mut Subscription, within: Duration) -> Option<v1::DeliveryBatch> {
     match tokio::time::timeout(within, subscription.recv()).await {
         Ok(Ok(bytes)) => Some(decode_batch(&bytes).expect("batches decode")),
         Ok(Err(error)) => panic!("subscription to {} failed: {error}", subscription.channel()),
@@ -145,7 +155,7 @@ pub(crate) async fn next_batch_from(subscription: &mut Subscription, within: Dur
 }
 
 /// Batches until `count` deliveries arrived (within 5 s): the batches.
-pub(crate) async fn batches_of(subscription: &mut Subscription, count: usize) -> Vec<Vec<Delivery>> {
+pub(crate) async fn batches_of(subscription: &mut Subscription, count: usize) -> Vec<Vec<v1::Delivery>> {
     let mut batches = Vec::new();
     let mut seen = 0;
     while seen < count {
@@ -221,6 +231,14 @@ impl Broker for Switch {
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<bool, BrokerError>> {
         self.gate(move || self.inner.set_if_absent(key, value, ttl))
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.gate(move || self.inner.set(key, value, ttl))
+    }
+
+    fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BrokerError>> {
+        self.gate(move || self.inner.take(key))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BrokerError>> {

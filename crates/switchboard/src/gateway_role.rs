@@ -1,0 +1,123 @@
+//! `switchboard gateway`: a cluster gateway. It holds client connections
+//! and its local room index; broadcasts go through the owning routers
+//! (found in Redis), deliveries come back on its Redis channel, sessions are
+//! kept in Redis for recovery on any gateway, and requests for another
+//! gateway's sessions are forwarded to it (docs/cluster.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use switchboard_broker::{RedisBroker, RedisOptions};
+use switchboard_chat::Chat;
+use switchboard_cluster::{ClusterConfig, Link};
+use switchboard_gateway::{Gateway, Peers, SidSigner};
+use switchboard_router::GatewayId;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Readiness};
+use crate::settings::Settings;
+use crate::standalone::{SHUTDOWN_GRACE, authenticator, chat_config, wait_for_signal};
+use crate::telemetry;
+
+/// The other gateways' addresses, from the live set the link follows.
+struct LinkPeers(Link);
+
+impl Peers for LinkPeers {
+    fn address(&self, gateway_id: &str) -> Option<String> {
+        self.0.gateway_address(gateway_id)
+    }
+}
+
+pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+    let config = settings.gateway_config()?;
+    let auth = authenticator(&settings)?;
+    let metrics = telemetry::init_metrics()?;
+    let secret = settings
+        .cluster_secret
+        .clone()
+        .filter(|secret| !secret.is_empty())
+        .context("SWITCHBOARD_CLUSTER_SECRET is required by `switchboard gateway` (the same on every gateway)")?;
+    let id = settings.node_id("gateway");
+    let gateway_id = GatewayId::new(&id).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
+    let signer =
+        SidSigner::try_new(&id, secret.as_bytes()).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
+    let broker = RedisBroker::connect(&settings.redis_url, RedisOptions::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
+    let broker = Arc::new(broker);
+
+    let mut cluster = ClusterConfig::new(gateway_id, settings.advertise());
+    cluster.recovery_window = settings.recovery_window;
+    let link = Link::new(cluster, broker.clone());
+
+    let chat = Chat::new(chat_config(&settings), broker.clone());
+    let mut builder = chat
+        .mount(Gateway::builder(config, auth))
+        .link(Arc::new(link.clone()))
+        .cluster(signer, Arc::new(LinkPeers(link.clone())));
+    if let Some(pattern) = &settings.dynamic_namespaces {
+        let regex =
+            regex::Regex::new(pattern).context("SWITCHBOARD_DYNAMIC_NAMESPACES: not a valid regular expression")?;
+        let handler = chat.chat_handler();
+        builder = builder.dynamic_namespaces(Box::new(move |name| regex.is_match(name).then(|| handler.clone())));
+    }
+    let gateway = builder.build();
+    link.attach(gateway.clone());
+    let app = gateway.router().merge(chat.api_router(gateway.clone(), settings.api_key.clone()));
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("SWITCHBOARD_LISTEN: cannot listen on {}", settings.listen))?;
+    let admin_listener = TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("SWITCHBOARD_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let link_stop = CancellationToken::new();
+
+    let admin_task =
+        tokio::spawn(switchboard_gateway::serve(admin_listener, admin::router(metrics, readiness.clone()), shutdown.clone()));
+    let server = tokio::spawn(switchboard_gateway::serve(listener, app, shutdown.clone()));
+    let link_task = tokio::spawn({
+        let link = link.clone();
+        let stop = link_stop.clone();
+        async move { link.run(stop).await }
+    });
+    // Ready while the lease is held and a router session is up.
+    let watch = tokio::spawn({
+        let (link, readiness, stop) = (link.clone(), readiness.clone(), shutdown.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                readiness.set(link.ready());
+            }
+        }
+    });
+    tracing::info!(
+        id = %link.gateway_id(),
+        listen = %settings.listen,
+        advertise = %settings.advertise(),
+        admin = %settings.admin_listen,
+        redis = %settings.redis_url,
+        "switchboard gateway is listening"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    readiness.set(false);
+    gateway.shutdown();
+    if tokio::time::timeout(SHUTDOWN_GRACE, gateway.drained()).await.is_err() {
+        tracing::warn!("sessions still open after the grace period");
+    }
+    // Sessions were kept for recovery while closing; now the lease goes.
+    link_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
+    let _ = server.await;
+    let _ = admin_task.await;
+    let _ = watch.await;
+    Ok(())
+}
