@@ -340,7 +340,8 @@ impl Broker for RedisBroker {
         Box::pin(async move {
             let mut cmd = ::redis::cmd("GETDEL");
             cmd.arg(key);
-            let value = self.run("GETDEL", |mut conn| async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await });
+            let value =
+                self.run("GETDEL", |mut conn| async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await });
             Ok(value.await?.map(Bytes::from))
         })
     }

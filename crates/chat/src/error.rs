@@ -50,6 +50,14 @@ pub enum ChatError {
 }
 
 impl ChatError {
+    /// A refusal reported by another gateway, by its text.
+    pub fn from_refusal(text: &str) -> ChatError {
+        [JoinError::TooManyRooms, JoinError::NameTooLong, JoinError::InvalidName]
+            .into_iter()
+            .find(|error| error.to_string() == text)
+            .map_or_else(|| ChatError::BadRequest(text.to_owned()), ChatError::Join)
+    }
+
     /// A bounded label for metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -17,6 +17,7 @@ use switchboard_proto::prost::Message as _;
 use switchboard_proto::v1::{self, channel_message};
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::{self, Requests};
 use crate::lanes::{lane_key, offset, tag};
 use crate::sessions::Sessions;
 
@@ -24,16 +25,20 @@ use crate::sessions::Sessions;
 pub const DELIVERIES: &str = "switchboard_gateway_cluster_deliveries_total";
 
 /// Reads the channel until `stop`, subscribing again after a failure.
-pub(crate) async fn run(
-    broker: Arc<dyn Broker>,
-    channel: String,
-    gateway: Arc<std::sync::OnceLock<Gateway>>,
-    sessions: Arc<Sessions>,
-    stop: CancellationToken,
-) {
+pub(crate) struct Channel {
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) gateway_id: String,
+    pub(crate) channel: String,
+    pub(crate) gateway: Arc<std::sync::OnceLock<Gateway>>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) requests: Arc<Requests>,
+}
+
+pub(crate) async fn run(this: Channel, stop: CancellationToken) {
+    let Channel { broker, channel, .. } = &this;
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() {
-        let mut subscription = match broker.subscribe(&channel).await {
+        let mut subscription = match broker.subscribe(channel).await {
             Ok(subscription) => subscription,
             Err(error) => {
                 tracing::warn!(%channel, %error, "cannot subscribe to the gateway channel; retrying");
@@ -53,8 +58,8 @@ pub(crate) async fn run(
             };
             match message {
                 Ok(bytes) => {
-                    if let Some(gateway) = gateway.get() {
-                        handle(gateway, &sessions, bytes);
+                    if let Some(gateway) = this.gateway.get() {
+                        handle(&this, gateway, bytes);
                     }
                 }
                 Err(BrokerError::Lagged(lost)) => {
@@ -70,7 +75,7 @@ pub(crate) async fn run(
     }
 }
 
-fn handle(gateway: &Gateway, sessions: &Sessions, bytes: Bytes) {
+fn handle(this: &Channel, gateway: &Gateway, bytes: Bytes) {
     let message = match v1::ChannelMessage::decode(bytes) {
         Ok(message) => message,
         Err(error) => {
@@ -82,10 +87,24 @@ fn handle(gateway: &Gateway, sessions: &Sessions, bytes: Bytes) {
     match message.message {
         Some(channel_message::Message::Deliveries(batch)) => {
             for delivery in batch.deliveries {
-                deliver(gateway, sessions, delivery);
+                deliver(gateway, &this.sessions, delivery);
             }
         }
-        Some(_) | None => {
+        Some(channel_message::Message::Reply(reply)) => this.requests.on_reply(reply),
+        Some(other) => {
+            let Some((nsp, command)) = commands::from_proto(other) else { return };
+            metrics::counter!("switchboard_gateway_cluster_commands_total").increment(1);
+            tokio::spawn(commands::execute(
+                gateway.clone(),
+                this.broker.clone(),
+                this.gateway_id.clone(),
+                message.request_id,
+                message.reply_to,
+                nsp,
+                command,
+            ));
+        }
+        None => {
             metrics::counter!("switchboard_gateway_cluster_unsupported_messages_total").increment(1);
         }
     }

@@ -17,6 +17,7 @@
 //! forwarding of polling requests between gateways (crate
 //! `switchboard-gateway`, fed by [`Link::gateway_address`]).
 
+mod commands;
 mod deliveries;
 mod lanes;
 mod routers;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use switchboard_broker::Broker;
 use switchboard_gateway::cluster::{
-    Accepted, ClusterLink, Outgoing, Phase, Replay, Resumable, SessionState, Unavailable,
+    Accepted, ClusterLink, Command, CommandReply, Outgoing, Phase, Replay, Resumable, SessionState, Unavailable,
 };
 use switchboard_gateway::{BoxFuture, Gateway};
 use switchboard_proto::v1::{self, gateway_message};
@@ -81,6 +82,8 @@ struct Inner {
     routers_view: Membership,
     routers: Arc<Routers>,
     sessions: Arc<Sessions>,
+    requests: Arc<commands::Requests>,
+    channel: String,
 }
 
 impl std::fmt::Debug for Link {
@@ -95,15 +98,13 @@ impl Link {
         let gateways = Membership::register(broker.clone(), GATEWAYS, own, config.lease);
         let routers_view = Membership::observe(broker.clone(), ROUTERS, config.lease);
         let gateway = Arc::new(OnceLock::new());
-        let routers = Routers::new(
-            config.gateway_id.clone(),
-            config.address.clone(),
-            gateway.clone(),
-            routers_view.subscribe(),
-        );
-        let sessions =
-            Arc::new(Sessions::new(broker.clone(), config.gateway_id.to_string(), config.recovery_window));
-        Link { inner: Arc::new(Inner { config, broker, gateway, gateways, routers_view, routers, sessions }) }
+        let routers =
+            Routers::new(config.gateway_id.clone(), config.address.clone(), gateway.clone(), routers_view.subscribe());
+        let sessions = Arc::new(Sessions::new(broker.clone(), config.gateway_id.to_string(), config.recovery_window));
+        let channel = switchboard_router::gateway_channel(&config.gateway_id);
+        let requests = Arc::default();
+        let inner = Inner { config, broker, gateway, gateways, routers_view, routers, sessions, requests, channel };
+        Link { inner: Arc::new(inner) }
     }
 
     /// The gateway this link delivers to (built with this link).
@@ -132,14 +133,15 @@ impl Link {
     /// end.
     pub async fn run(&self, shutdown: CancellationToken) {
         let inner = &self.inner;
-        let channel = switchboard_router::gateway_channel(&inner.config.gateway_id);
-        let deliveries = tokio::spawn(deliveries::run(
-            inner.broker.clone(),
-            channel,
-            inner.gateway.clone(),
-            inner.sessions.clone(),
-            shutdown.clone(),
-        ));
+        let channel = deliveries::Channel {
+            broker: inner.broker.clone(),
+            gateway_id: inner.config.gateway_id.to_string(),
+            channel: inner.channel.clone(),
+            gateway: inner.gateway.clone(),
+            sessions: inner.sessions.clone(),
+            requests: inner.requests.clone(),
+        };
+        let deliveries = tokio::spawn(deliveries::run(channel, shutdown.clone()));
         let routers = tokio::spawn(inner.routers.clone().run(shutdown.clone()));
         let flush = {
             let sessions = inner.sessions.clone();
@@ -229,6 +231,76 @@ impl Link {
             }
         }
         Ok(accepted)
+    }
+}
+
+impl Link {
+    /// A unary call to the owner of `key`.
+    async fn owner_client(
+        &self,
+        key: &str,
+    ) -> Result<switchboard_proto::v1::router_client::RouterClient<tonic::transport::Channel>, Unavailable> {
+        let router = self.inner.routers.owner_of(key).ok_or_else(|| Unavailable("no router".to_owned()))?;
+        self.inner.routers.client(&router).ok_or_else(|| Unavailable("router not connected".to_owned()))
+    }
+
+    /// The gateways holding sockets of `users` in `nsp`.
+    async fn locate(&self, nsp: &str, users: Vec<String>) -> Result<Vec<String>, Unavailable> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = lane_key(nsp, None);
+        self.inner.routers.barrier([key.clone()], Duration::from_secs(2)).await;
+        let mut client = self.owner_client(&key).await?;
+        let request = v1::LocateUsersRequest { nsp: nsp.to_owned(), user_ids: users };
+        let reply = tokio::time::timeout(Duration::from_secs(5), client.locate_users(request))
+            .await
+            .map_err(|_| Unavailable("router timed out".to_owned()))?
+            .map_err(|status| Unavailable(status.message().to_owned()))?;
+        Ok(reply.into_inner().gateway_ids)
+    }
+
+    fn all_gateways(&self) -> Vec<String> {
+        self.inner.gateways.with_live(|live| live.ids().map(|id| id.to_string()).collect())
+    }
+
+    async fn run_command(&self, nsp: &str, command: Command) -> Result<CommandReply, Unavailable> {
+        let mut users_of_room = None;
+        let gateways = match &command {
+            Command::JoinUser { user, .. } | Command::LeaveUser { user, .. } | Command::DisconnectUser { user } => {
+                self.locate(nsp, vec![user.clone()]).await?
+            }
+            Command::DisconnectSocket { .. } => self.all_gateways(),
+            Command::Emit { users, sockets, .. } => {
+                if sockets.is_empty() {
+                    self.locate(nsp, users.clone()).await?
+                } else {
+                    self.all_gateways()
+                }
+            }
+            Command::RoomSockets { room } => {
+                let key = lane_key(nsp, Some(room));
+                self.inner.routers.barrier([key.clone()], Duration::from_secs(2)).await;
+                let mut client = self.owner_client(&key).await?;
+                let request = v1::RoomMembersRequest { nsp: nsp.to_owned(), room: room.clone() };
+                let reply = tokio::time::timeout(Duration::from_secs(5), client.room_members(request))
+                    .await
+                    .map_err(|_| Unavailable("router timed out".to_owned()))?
+                    .map_err(|status| Unavailable(status.message().to_owned()))?
+                    .into_inner();
+                users_of_room = Some(reply.user_ids);
+                reply.gateway_ids
+            }
+        };
+        let mut reply = if gateways.is_empty() {
+            CommandReply::default()
+        } else {
+            self.inner.requests.ask(&self.inner.broker, &self.inner.channel, &gateways, nsp, &command).await?
+        };
+        if let Some(users) = users_of_room {
+            reply.users = users;
+        }
+        Ok(reply)
     }
 }
 
@@ -350,6 +422,10 @@ impl ClusterLink for Link {
                 .collect();
             Ok(messages)
         })
+    }
+
+    fn command<'a>(&'a self, nsp: &'a str, command: Command) -> BoxFuture<'a, Result<CommandReply, Unavailable>> {
+        Box::pin(self.run_command(nsp, command))
     }
 
     fn session(&self, nsp: &str, session: SessionState, phase: Phase) {

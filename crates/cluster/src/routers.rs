@@ -283,7 +283,8 @@ impl Routers {
             () = conn.stop.cancelled() => return Ok(()),
             channel = endpoint.connect() => channel.map_err(|e| format!("connect: {e}"))?,
         };
-        let mut client = RouterClient::new(channel);
+        // History replies can be large (a room's kept messages).
+        let mut client = RouterClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         let (out, out_rx) = mpsc::channel::<GatewayMessage>(1024);
         let hello = Hello {
             gateway_id: self.gateway_id.to_string(),

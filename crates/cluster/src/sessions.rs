@@ -95,8 +95,8 @@ impl Sessions {
     /// resumes does not replay the lane's older history.
     pub(crate) fn lane_opened(&self, lane: String) {
         let mut positions = lock(&self.positions);
-        if !positions.contains_key(&lane) {
-            positions.insert(lane, now_id());
+        if let std::collections::hash_map::Entry::Vacant(entry) = positions.entry(lane) {
+            entry.insert(now_id());
             self.positions_dirty.store(true, Ordering::Release);
         }
     }
@@ -151,7 +151,8 @@ impl Sessions {
     pub(crate) async fn flush(&self, all: bool) {
         if self.positions_dirty.swap(false, Ordering::AcqRel) {
             let bytes = Bytes::from(serde_json::to_vec(&*lock(&self.positions)).unwrap_or_default());
-            if let Err(error) = self.broker.set(&Self::positions_key(&self.gateway_id), bytes, Some(self.window)).await {
+            if let Err(error) = self.broker.set(&Self::positions_key(&self.gateway_id), bytes, Some(self.window)).await
+            {
                 self.positions_dirty.store(true, Ordering::Release);
                 tracing::debug!(%error, "positions not written");
             }
@@ -262,7 +263,7 @@ impl Sessions {
             }
             last.push((lane_tag, lane_last));
         }
-        missed.sort_by(|a, b| a.0.cmp(&b.0));
+        missed.sort_by_key(|(id, _)| *id);
         Some(Replay { missed: missed.into_iter().map(|(_, m)| m).collect(), last })
     }
 }

@@ -98,6 +98,38 @@ pub struct Replay {
     pub last: Vec<(String, String)>,
 }
 
+/// An operation on sockets chosen by user, id or room, wherever they are
+/// (the server API's operations beyond broadcasting).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// The user's sockets join a room, silently.
+    JoinUser { user: String, room: String },
+    /// The user's sockets leave a room, silently.
+    LeaveUser { user: String, room: String },
+    /// The user's sockets get a DISCONNECT.
+    DisconnectUser { user: String },
+    /// The socket gets a DISCONNECT.
+    DisconnectSocket { sid: String },
+    /// The ids (and users) of a room's sockets.
+    RoomSockets { room: String },
+    /// An event to the sockets of some users and some socket ids, except
+    /// those in `except` (rooms or socket ids); not recovered.
+    Emit { users: Vec<String>, sockets: Vec<String>, except: Vec<String>, event: String, args_json: Bytes },
+}
+
+/// What a command did, summed over the gateways.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandReply {
+    /// The sockets it affected (joined, left, disconnected, reached, found).
+    pub sockets: usize,
+    /// For `RoomSockets`: the socket ids.
+    pub socket_ids: Vec<String>,
+    /// For `RoomSockets`: the users, each once, sorted.
+    pub users: Vec<String>,
+    /// A refusal (`too many rooms`, ...) when no socket could do it.
+    pub error: Option<String>,
+}
+
 /// What a cluster gateway tells and asks the rest of the cluster.
 pub trait ClusterLink: Send + Sync + 'static {
     /// This gateway got its first socket in `room` (`present`), or lost its
@@ -135,6 +167,11 @@ pub trait ClusterLink: Send + Sync + 'static {
         since: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Value>, Unavailable>>;
+
+    /// Runs a command on every gateway that holds the sockets concerned
+    /// (each runs it with [`Namespace::run_command`](crate::Namespace::run_command))
+    /// and sums the replies.
+    fn command<'a>(&'a self, nsp: &'a str, command: Command) -> BoxFuture<'a, Result<CommandReply, Unavailable>>;
 
     /// A socket's state changed (it connected, joined or left a room, or
     /// disconnected): keep it so that the socket can resume on any gateway,

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use serde_json::Value;
 
-use crate::cluster::{Accepted, ClusterLink, Outgoing, Phase, SessionState, Unavailable, args_json};
+use crate::cluster::{
+    Accepted, ClusterLink, Command, CommandReply, Outgoing, Phase, SessionState, Unavailable, args_json,
+};
 use crate::config::Config;
 use crate::encode;
 use crate::frame::Frame;
@@ -211,7 +213,8 @@ impl Namespace {
                 recovery.persist(pid.clone(), socket.id_arc(), socket.user_id_arc(), rooms);
             } else if let Some(link) = &self.link {
                 let phase = if reason.is_recoverable() { Phase::Left } else { Phase::Closed };
-                let state = SessionState { pid: pid.clone(), sid: socket.id_arc(), user_id: socket.user_id_arc(), rooms };
+                let state =
+                    SessionState { pid: pid.clone(), sid: socket.id_arc(), user_id: socket.user_id_arc(), rooms };
                 link.session(&self.name, state, phase);
             }
         }
@@ -286,6 +289,76 @@ impl Namespace {
     ) -> Option<Result<Vec<Value>, Unavailable>> {
         let link = self.link.as_ref()?;
         Some(link.history(&self.name, room, since, limit).await)
+    }
+
+    /// Runs a command on the sockets it concerns: on this gateway only
+    /// when standalone, on every gateway that holds some in a cluster.
+    pub async fn command(&self, command: Command) -> Result<CommandReply, Unavailable> {
+        match &self.link {
+            Some(link) => link.command(&self.name, command).await,
+            None => Ok(self.run_command(&command).await),
+        }
+    }
+
+    /// Runs a command on this gateway's sockets.
+    pub async fn run_command(&self, command: &Command) -> CommandReply {
+        let mut reply = CommandReply::default();
+        match command {
+            Command::JoinUser { user, room } => {
+                let mut refusal = None;
+                for socket in self.sockets_of_user(user) {
+                    match socket.join(room) {
+                        Ok(()) => reply.sockets += 1,
+                        Err(error) => refusal = Some(error.to_string()),
+                    }
+                }
+                if reply.sockets == 0 {
+                    reply.error = refusal;
+                }
+            }
+            Command::LeaveUser { user, room } => {
+                reply.sockets = self.sockets_of_user(user).iter().filter(|socket| socket.leave(room)).count();
+            }
+            Command::DisconnectUser { user } => {
+                let sockets = self.sockets_of_user(user);
+                for socket in &sockets {
+                    socket.disconnect(false).await;
+                }
+                reply.sockets = sockets.len();
+            }
+            Command::DisconnectSocket { sid } => {
+                if let Some(socket) = self.socket(sid) {
+                    socket.disconnect(false).await;
+                    reply.sockets = 1;
+                }
+            }
+            Command::RoomSockets { room } => {
+                let sockets = self.room_members(room);
+                let mut users: Vec<String> = sockets.iter().map(|s| s.user_id().to_owned()).collect();
+                users.sort_unstable();
+                users.dedup();
+                reply.socket_ids = sockets.iter().map(|s| s.id().to_owned()).collect();
+                reply.sockets = sockets.len();
+                reply.users = users;
+            }
+            Command::Emit { users, sockets, except, event, args_json } => {
+                let mut rooms: Vec<Arc<str>> = Vec::new();
+                for user in users {
+                    rooms.extend(self.sockets_of_user(user).iter().map(|s| s.id_arc()));
+                }
+                rooms.extend(
+                    sockets
+                        .iter()
+                        .filter(|sid| self.sockets.contains_key(sid.as_str()))
+                        .map(|sid| Arc::from(sid.as_str())),
+                );
+                if !rooms.is_empty() {
+                    let except = except.iter().map(|r| Arc::from(r.as_str())).collect();
+                    reply.sockets = self.deliver_remote(rooms, except, false, event, args_json, &[], None);
+                }
+            }
+        }
+        reply
     }
 
     /// Broadcasts an event: in a cluster through the owning router (to every

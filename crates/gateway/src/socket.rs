@@ -56,6 +56,9 @@ struct Limiter {
     last_notice: Option<Instant>,
 }
 
+/// A delivery held while a resumed socket replays: its offset and frames.
+type Held = (Option<Arc<str>>, Vec<Frame>);
+
 /// One socket.
 pub struct Socket {
     id: Arc<str>,
@@ -73,7 +76,7 @@ pub struct Socket {
     /// While a resumed socket replays what it missed (in a cluster), live
     /// deliveries wait here with their offsets.
     holding: AtomicBool,
-    held: Mutex<Vec<(Option<Arc<str>>, Vec<Frame>)>>,
+    held: Mutex<Vec<Held>>,
 }
 
 impl std::fmt::Debug for Socket {

@@ -6,7 +6,8 @@
 //! stream (`sb:` + key: `sb:room:<nsp>:<room>`, `sb:nsp:<nsp>`) and a
 //! sequence. A broadcast goes in two stages.
 //!
-//! The sequential stage ([`Fanout::begin`]), holding the lanes' locks:
+//! The sequential stage ([`Router::start_publish`](crate::Router::start_publish)),
+//! holding the lanes' locks:
 //!
 //! 1. appends it, unless volatile, to each lane's stream (one `XADD` with
 //!    retention each), the recovery log: one protobuf `Delivery` (see

@@ -58,7 +58,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::fanout::Publish;
+use crate::fanout::{PUBLISHES, Publish, outcome_label};
 use crate::ownership::{nsp_key, room_key};
 use crate::rooms::Holdings;
 use crate::{NodeId, Published, Router, RouterError};
@@ -449,7 +449,8 @@ impl Session {
             FromGateway::Barrier(barrier) => {
                 // Messages are handled in order: everything before it is in.
                 let reached = v1::BarrierReached { id: barrier.id };
-                let _ = self.out.send(Ok(v1::RouterMessage { message: Some(FromRouter::BarrierReached(reached)) })).await;
+                let _ =
+                    self.out.send(Ok(v1::RouterMessage { message: Some(FromRouter::BarrierReached(reached)) })).await;
             }
         }
     }
@@ -458,7 +459,10 @@ impl Session {
         let id = publish.id;
         let started = match to_publish(publish) {
             Ok(publish) => self.router.start_publish(publish, arrived).await,
-            Err(error) => Err(error),
+            Err(error) => {
+                metrics::counter!(PUBLISHES, "outcome" => outcome_label(Some(&error))).increment(1);
+                Err(error)
+            }
         };
         match started {
             Ok(pending) => {

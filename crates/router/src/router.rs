@@ -201,7 +201,7 @@ impl Router {
         self.inner.fanout.begin(&self.inner.table, &lanes, publish, arrived).await
     }
 
-    /// The kept messages of a room (see [`history`](crate::history)):
+    /// The kept messages of a room (see the [history module](crate::history)):
     /// after the stream id `since`, or the newest; at most `limit`, oldest
     /// first, each with its id written in. Refused with
     /// [`RouterError::NotOwner`] unless this replica owns the room, with

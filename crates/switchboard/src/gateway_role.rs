@@ -39,16 +39,15 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         .clone()
         .filter(|secret| !secret.is_empty())
         .context("SWITCHBOARD_CLUSTER_SECRET is required by `switchboard gateway` (the same on every gateway)")?;
-    let id = settings.node_id("gateway");
+    let id = settings.node_id_for("gateway");
     let gateway_id = GatewayId::new(&id).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
-    let signer =
-        SidSigner::try_new(&id, secret.as_bytes()).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
+    let signer = SidSigner::try_new(&id, secret.as_bytes()).map_err(|e| anyhow::anyhow!("SWITCHBOARD_NODE_ID: {e}"))?;
     let broker = RedisBroker::connect(&settings.redis_url, RedisOptions::default())
         .await
         .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
     let broker = Arc::new(broker);
 
-    let mut cluster = ClusterConfig::new(gateway_id, settings.advertise());
+    let mut cluster = ClusterConfig::new(gateway_id, settings.advertise_address());
     cluster.recovery_window = settings.recovery_window;
     let link = Link::new(cluster, broker.clone());
 
@@ -77,8 +76,11 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let link_stop = CancellationToken::new();
 
-    let admin_task =
-        tokio::spawn(switchboard_gateway::serve(admin_listener, admin::router(metrics, readiness.clone()), shutdown.clone()));
+    let admin_task = tokio::spawn(switchboard_gateway::serve(
+        admin_listener,
+        admin::router(metrics, readiness.clone()),
+        shutdown.clone(),
+    ));
     let server = tokio::spawn(switchboard_gateway::serve(listener, app, shutdown.clone()));
     let link_task = tokio::spawn({
         let link = link.clone();
@@ -99,7 +101,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         id = %link.gateway_id(),
         listen = %settings.listen,
-        advertise = %settings.advertise(),
+        advertise = %settings.advertise_address(),
         admin = %settings.admin_listen,
         redis = %settings.redis_url,
         "switchboard gateway is listening"

@@ -1,9 +1,11 @@
 //! `switchboard`: the one binary. With no subcommand it runs standalone;
-//! `switchboard gateway` and `switchboard router` run the cluster roles.
+//! `switchboard gateway` and `switchboard router` run the cluster roles
+//! (`router`: [`router_role`]; the gateway role is not wired yet).
 
 mod admin;
 mod fixture;
 mod gateway_role;
+mod router_role;
 mod settings;
 mod standalone;
 mod telemetry;
@@ -30,9 +32,7 @@ fn main() -> std::process::ExitCode {
             None | Some(Command::Standalone) => standalone::run(cli.settings).await,
             Some(Command::Fixture { suite }) => fixture::run(cli.settings, &suite).await,
             Some(Command::Gateway) => gateway_role::run(cli.settings).await,
-            Some(Command::Router) => {
-                anyhow::bail!("the cluster roles are not available yet; run `switchboard` for a standalone server")
-            }
+            Some(Command::Router) => router_role::run(cli.settings).await,
         }
     });
     match result {

@@ -2,7 +2,7 @@
 //! are those of SPEC.md section 7 and docs/configuration.md; scripts, the Helm
 //! chart and tests rely on them.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub(crate) enum Command {
     Standalone,
     /// Run a cluster gateway (not yet available).
     Gateway,
-    /// Run a cluster room router (not yet available).
+    /// Run a cluster room router: the gRPC service gateways talk to.
     Router,
     /// Serve the fixture the official Socket.IO conformance suites expect.
     #[command(hide = true)]
@@ -116,19 +116,32 @@ pub(crate) struct Settings {
     #[arg(long, env = "SWITCHBOARD_MAX_PENDING_BYTES", default_value = "4MiB", value_parser = size("SWITCHBOARD_MAX_PENDING_BYTES"), global = true)]
     pub(crate) max_pending_bytes: usize,
 
-    /// Cluster: the Redis every gateway and router shares.
-    #[arg(long, env = "SWITCHBOARD_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    /// The cluster's Redis (gateway and router roles).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        global = true
+    )]
     pub(crate) redis_url: String,
-    /// Cluster: this process's id (`[A-Za-z0-9_-]`); default `<role>-<8 random hex>`.
-    #[arg(long, env = "SWITCHBOARD_NODE_ID", global = true)]
+    /// The router's gRPC address (router role).
+    #[arg(long, env = "SWITCHBOARD_GRPC_LISTEN", default_value = "0.0.0.0:50051", global = true)]
+    pub(crate) grpc_listen: SocketAddr,
+    /// host:port gateways dial to reach this router (router role); default: SWITCHBOARD_GRPC_LISTEN with an
+    /// unspecified IP replaced by 127.0.0.1.
+    #[arg(long, env = "SWITCHBOARD_GRPC_ADVERTISE", value_parser = host_port("SWITCHBOARD_GRPC_ADVERTISE"), global = true)]
+    pub(crate) grpc_advertise: Option<String>,
+    /// host:port other gateways reach this gateway's internal HTTP on (gateway role); default: SWITCHBOARD_LISTEN
+    /// with an unspecified IP replaced by 127.0.0.1.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE", value_parser = host_port("SWITCHBOARD_ADVERTISE"), global = true)]
+    pub(crate) advertise: Option<String>,
+    /// This process's id in the cluster, letters, digits, `_` and `-`; default: `<role>-<8 random hex digits>`.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", value_parser = node_id("SWITCHBOARD_NODE_ID"), global = true)]
     pub(crate) node_id: Option<String>,
-    /// Cluster: the secret that signs session ids, the same on every gateway.
+    /// The secret shared by a cluster's processes (signs session ids).
     #[arg(long, env = "SWITCHBOARD_CLUSTER_SECRET", hide_env_values = true, global = true)]
     pub(crate) cluster_secret: Option<String>,
-    /// Cluster: the gateway's address as other gateways reach it (host:port);
-    /// default SWITCHBOARD_LISTEN with an unspecified IP as 127.0.0.1.
-    #[arg(long, env = "SWITCHBOARD_ADVERTISE", global = true)]
-    pub(crate) advertise: Option<String>,
 
     /// Tracing filter, e.g. `info` or `switchboard_gateway=debug`.
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info", global = true)]
@@ -181,15 +194,25 @@ impl Settings {
         })
     }
 
-    /// This process's cluster id: SWITCHBOARD_NODE_ID, or `<role>-<8 random hex>`.
-    pub(crate) fn node_id(&self, role: &str) -> String {
+    /// The id of this process in the cluster: SWITCHBOARD_NODE_ID, or
+    /// `<role>-<8 random hex digits>` (a new one at every start).
+    pub(crate) fn node_id_for(&self, role: &str) -> String {
         self.node_id.clone().unwrap_or_else(|| format!("{role}-{:08x}", rand::random::<u32>()))
     }
 
-    /// The gateway's internal address: SWITCHBOARD_ADVERTISE, or the listen
-    /// address with an unspecified IP replaced by 127.0.0.1.
-    pub(crate) fn advertise(&self) -> String {
-        self.advertise.clone().unwrap_or_else(|| loopback_if_unspecified(self.listen).to_string())
+    /// What gateways dial to reach this router: SWITCHBOARD_GRPC_ADVERTISE,
+    /// or SWITCHBOARD_GRPC_LISTEN with an unspecified IP replaced by
+    /// 127.0.0.1 (right on one machine; elsewhere, such as in Kubernetes,
+    /// set it to the pod IP).
+    pub(crate) fn grpc_advertise_address(&self) -> String {
+        self.grpc_advertise.clone().unwrap_or_else(|| reachable(self.grpc_listen))
+    }
+
+    /// What other gateways use to reach this gateway's internal HTTP:
+    /// SWITCHBOARD_ADVERTISE, or SWITCHBOARD_LISTEN with an unspecified IP
+    /// replaced by 127.0.0.1.
+    pub(crate) fn advertise_address(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| reachable(self.listen))
     }
 
     pub(crate) fn auth_config(&self) -> AuthConfig {
@@ -205,8 +228,40 @@ impl Settings {
 }
 
 /// `addr`, with an unspecified IP (`0.0.0.0`, `::`) replaced by 127.0.0.1.
-pub(crate) fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+fn reachable(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
+    SocketAddr::new(ip, addr.port()).to_string()
+}
+
+/// Longest node id: it is part of channel names, leases and session ids.
+const MAX_NODE_ID_LEN: usize = 64;
+
+/// A parser of node ids: 1 to 64 of `[A-Za-z0-9_-]`.
+fn node_id(setting: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |text| {
+        let valid = !text.is_empty()
+            && text.len() <= MAX_NODE_ID_LEN
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(text.to_owned())
+        } else {
+            Err(format!("{setting}: expected 1 to {MAX_NODE_ID_LEN} letters, digits, `_` or `-`"))
+        }
+    }
+}
+
+/// A parser of `host:port` addresses (a name, an IPv4 address or a
+/// bracketed IPv6 one, and a port above zero).
+fn host_port(setting: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |text| {
+        let text = text.trim();
+        let valid = text.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'|' || b == b'/')
+                && port.parse::<u16>().is_ok_and(|port| port > 0)
+        });
+        if valid { Ok(text.to_owned()) } else { Err(format!("{setting}: expected host:port, such as 10.0.0.7:50051")) }
+    }
 }
 
 fn switchboard_protocol_settings(settings: &Settings) -> switchboard_protocol::handshake::Settings {
@@ -214,5 +269,61 @@ fn switchboard_protocol_settings(settings: &Settings) -> switchboard_protocol::h
         ping_interval: settings.ping_interval,
         ping_timeout: settings.ping_timeout,
         max_payload: settings.max_http_buffer_size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn advertised_addresses_default_to_the_listeners_on_loopback() {
+        let cli = parse(&["router", "--grpc-listen", "0.0.0.0:7000", "--listen", "[::]:3001"]).unwrap();
+        assert_eq!(cli.settings.grpc_advertise_address(), "127.0.0.1:7000");
+        assert_eq!(cli.settings.advertise_address(), "127.0.0.1:3001");
+        let cli =
+            parse(&["router", "--grpc-listen", "10.1.2.3:7000", "--grpc-advertise", "router-0.svc:7000"]).unwrap();
+        assert_eq!(cli.settings.grpc_advertise_address(), "router-0.svc:7000");
+        let cli = parse(&["--listen", "10.1.2.3:3000", "--advertise", "[fd00::1]:3000"]).unwrap();
+        assert_eq!(cli.settings.advertise_address(), "[fd00::1]:3000");
+        let cli = parse(&["--listen", "10.1.2.3:3000"]).unwrap();
+        assert_eq!(cli.settings.advertise_address(), "10.1.2.3:3000");
+    }
+
+    #[test]
+    fn advertised_addresses_are_host_and_port() {
+        for bad in ["router", "router:", ":50051", "router:0", "router:70000", "a b:1", "a|b:1", "http://a:1"] {
+            let error = parse(&["router", "--grpc-advertise", bad]).expect_err(bad).to_string();
+            assert!(error.contains("SWITCHBOARD_GRPC_ADVERTISE: expected host:port"), "{bad}: {error}");
+        }
+        assert!(parse(&["--advertise", "gw"]).expect_err("no port").to_string().contains("SWITCHBOARD_ADVERTISE"));
+    }
+
+    #[test]
+    fn node_ids_are_given_or_made_per_role() {
+        let cli = parse(&["router", "--node-id", "router_A-1"]).unwrap();
+        assert_eq!(cli.settings.node_id_for("router"), "router_A-1");
+        let made = parse(&["router"]).unwrap().settings.node_id_for("router");
+        let hex = made.strip_prefix("router-").expect("the role first");
+        assert!(hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+        for bad in ["", "a.b", "a|b", "é", "a b", &"x".repeat(65)] {
+            let error = parse(&["router", "--node-id", bad]).expect_err(bad).to_string();
+            assert!(error.contains("SWITCHBOARD_NODE_ID"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn cluster_settings_have_their_defaults() {
+        let cli = parse(&["router"]).unwrap();
+        assert_eq!(cli.settings.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(cli.settings.grpc_listen, "0.0.0.0:50051".parse().unwrap());
+        assert_eq!(cli.settings.grpc_advertise_address(), "127.0.0.1:50051");
+        assert_eq!(cli.settings.cluster_secret, None);
     }
 }

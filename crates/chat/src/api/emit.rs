@@ -11,6 +11,8 @@ use switchboard_gateway::{Namespace, Target};
 use switchboard_protocol::packet::RESERVED_EVENTS;
 
 use super::{Api, body};
+use switchboard_gateway::cluster::Command;
+
 use crate::error::ChatError;
 use crate::notifications::user_room;
 use crate::{NOTIFICATIONS_NAMESPACE, events::ok};
@@ -60,6 +62,28 @@ pub(super) async fn emit(State(api): State<Api>, bytes: Bytes) -> Result<Json<Va
         name => vec![api.namespace(name)?],
     };
     for nsp in namespaces {
+        if nsp.is_clustered() && !request.users.is_empty() {
+            // The users' sockets are wherever they are: a command to their
+            // gateways, leaving out the rooms' members (they get the
+            // broadcast), so that each socket gets it once.
+            let mut except = request.except.clone();
+            except.extend(request.rooms.iter().cloned());
+            let command = Command::Emit {
+                users: request.users.clone(),
+                sockets: Vec::new(),
+                except,
+                event: request.event.clone(),
+                args_json: Bytes::from(serde_json::to_vec(&args).unwrap_or_default()),
+            };
+            nsp.command(command).await?;
+            if !request.rooms.is_empty() {
+                let mut target = Target::all();
+                target.rooms = request.rooms.iter().map(|r| Arc::from(r.as_str())).collect();
+                target.except = request.except.iter().map(|r| Arc::from(r.as_str())).collect();
+                nsp.broadcast(&target, &request.event, &args, &[]).await?;
+            }
+            continue;
+        }
         if let Some(target) = target(&nsp, &request.rooms, &request.users, &request.except) {
             nsp.broadcast(&target, &request.event, &args, &[]).await?;
         }

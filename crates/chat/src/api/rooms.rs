@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use switchboard_broker::StreamId;
 
 use super::{Api, query};
+use switchboard_gateway::cluster::Command;
+
 use crate::error::ChatError;
 
 /// `limit` when the request gives none.
@@ -32,12 +34,8 @@ pub(super) async fn members(
 ) -> Result<Json<Value>, ChatError> {
     let request: MembersQuery = query(&uri)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    let sockets = nsp.room_members(&room);
-    let mut users: Vec<&str> = sockets.iter().map(|s| s.user_id()).collect();
-    users.sort_unstable();
-    users.dedup();
-    let ids: Vec<&str> = sockets.iter().map(|s| s.id()).collect();
-    Ok(Json(json!({ "users": users, "sockets": ids })))
+    let reply = nsp.command(Command::RoomSockets { room }).await?;
+    Ok(Json(json!({ "users": reply.users, "sockets": reply.socket_ids })))
 }
 
 pub(super) async fn history(

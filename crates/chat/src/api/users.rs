@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Api, body, query};
+use switchboard_gateway::Namespace;
+use switchboard_gateway::cluster::Command;
+
 use crate::error::ChatError;
 
 #[derive(Debug, Deserialize)]
@@ -29,13 +32,26 @@ fn affected(sockets: usize) -> Json<Value> {
 pub(super) async fn online(State(api): State<Api>, uri: Uri) -> Result<Json<Value>, ChatError> {
     let request: NamespaceOnly = query(&uri)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    let mut users = nsp.online_users();
-    users.sort_unstable();
+    let users = match nsp.cluster_online_users().await {
+        Some(users) => users?,
+        None => {
+            let mut users = nsp.online_users();
+            users.sort_unstable();
+            users
+        }
+    };
     Ok(Json(json!({ "users": users })))
 }
 
-/// Every socket of the user joins the room (silently, as Node's
-/// `socketsJoin`). A room limit that refuses every socket is a 400.
+/// Runs a command wherever the sockets are; a refusal when none could.
+async fn run(nsp: &Namespace, command: Command) -> Result<Json<Value>, ChatError> {
+    let reply = nsp.command(command).await?;
+    match reply.error {
+        Some(error) if reply.sockets == 0 => Err(ChatError::from_refusal(&error)),
+        _ => Ok(affected(reply.sockets)),
+    }
+}
+
 pub(super) async fn join(
     State(api): State<Api>,
     Path(user): Path<String>,
@@ -43,18 +59,7 @@ pub(super) async fn join(
 ) -> Result<Json<Value>, ChatError> {
     let request: RoomBody = body(&bytes, false)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    let mut joined = 0;
-    let mut refusal = None;
-    for socket in nsp.sockets_of_user(&user) {
-        match socket.join(&request.room) {
-            Ok(()) => joined += 1,
-            Err(error) => refusal = Some(error),
-        }
-    }
-    match refusal {
-        Some(error) if joined == 0 => Err(error.into()),
-        _ => Ok(affected(joined)),
-    }
+    run(&nsp, Command::JoinUser { user, room: request.room }).await
 }
 
 pub(super) async fn leave(
@@ -64,12 +69,9 @@ pub(super) async fn leave(
 ) -> Result<Json<Value>, ChatError> {
     let request: RoomBody = body(&bytes, false)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    let left = nsp.sockets_of_user(&user).iter().filter(|socket| socket.leave(&request.room)).count();
-    Ok(affected(left))
+    run(&nsp, Command::LeaveUser { user, room: request.room }).await
 }
 
-/// The client gets a DISCONNECT (`io server disconnect`) and does not
-/// reconnect by itself.
 pub(super) async fn disconnect(
     State(api): State<Api>,
     Path(user): Path<String>,
@@ -77,11 +79,7 @@ pub(super) async fn disconnect(
 ) -> Result<Json<Value>, ChatError> {
     let request: NamespaceOnly = body(&bytes, true)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    let sockets = nsp.sockets_of_user(&user);
-    for socket in &sockets {
-        socket.disconnect(false).await;
-    }
-    Ok(affected(sockets.len()))
+    run(&nsp, Command::DisconnectUser { user }).await
 }
 
 pub(super) async fn disconnect_socket(
@@ -91,9 +89,5 @@ pub(super) async fn disconnect_socket(
 ) -> Result<Json<Value>, ChatError> {
     let request: NamespaceOnly = body(&bytes, true)?;
     let nsp = api.namespace(request.namespace.as_deref())?;
-    let Some(socket) = nsp.socket(&socket) else {
-        return Ok(affected(0));
-    };
-    socket.disconnect(false).await;
-    Ok(affected(1))
+    run(&nsp, Command::DisconnectSocket { sid: socket }).await
 }
