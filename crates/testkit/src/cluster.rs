@@ -560,6 +560,8 @@ impl Cluster {
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())),
             ("RUST_BACKTRACE".into(), "1".into()),
+            // Plain text in the kept output (no terminal colours).
+            ("NO_COLOR".into(), "1".into()),
             ("SWITCHBOARD_LOG".into(), std::env::var("SB_SERVER_LOG").unwrap_or_else(|_| "info".into())),
             ("SWITCHBOARD_NODE_ID".into(), node.id.clone()),
             ("SWITCHBOARD_REDIS_URL".into(), format!("redis://127.0.0.1:{}", self.redis.port())),

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use switchboard_testkit::Role;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{self, Member, PublishLog, Publisher, joined, ms, reconnect_elsewhere, tally_all};
+use crate::support::{
+    self, Member, Problems, PublishLog, Publisher, Tally, gateways_reach, joined, ms, reconnect_elsewhere, tally_all,
+};
 
 /// Sums over the publishers' logs: acknowledged, refused, unanswered.
 fn outcomes(logs: &[PublishLog]) -> (usize, usize, usize) {
@@ -24,13 +26,27 @@ fn outcomes(logs: &[PublishLog]) -> (usize, usize, usize) {
 
 /// Every emit was answered, and refusals say `unavailable` (the ack object of
 /// the chat with the cluster's reason).
-fn assert_no_silent_drop(logs: &[PublishLog]) {
+fn no_silent_drop(problems: &mut Problems, logs: &[PublishLog]) {
     for log in logs {
         let unanswered: Vec<_> = log.unanswered().iter().map(|s| (s.n, s.outcome.clone())).collect();
-        assert!(unanswered.is_empty(), "{} in {}: emits without an ack within 5 s: {unanswered:?}", log.from, log.room);
+        problems.check(unanswered.is_empty(), || {
+            format!("{} in {}: emits without an ack within 5 s: {unanswered:?}", log.from, log.room)
+        });
         let other = log.other_refusals();
-        assert!(other.is_empty(), "{} in {}: refusals other than unavailable: {other:?}", log.from, log.room);
+        problems.check(other.is_empty(), || {
+            format!("{} in {}: refusals other than unavailable: {other:?}", log.from, log.room)
+        });
     }
+}
+
+/// No acknowledged message lost, doubled or out of order at any member.
+fn no_loss(problems: &mut Problems, tally: Tally, details: &str) {
+    problems.check((tally.lost, tally.dup, tally.reordered) == (0, 0, 0), || {
+        format!(
+            "acknowledged messages lost {}, duplicated {}, out of order {} at the members:{details}",
+            tally.lost, tally.dup, tally.reordered
+        )
+    });
 }
 
 async fn finish(publishers: Vec<Publisher>, stop: &CancellationToken) -> (Vec<Member>, Vec<PublishLog>) {
@@ -119,9 +135,7 @@ async fn gateway_kill() {
     let mut members: Vec<Member> = publisher_members;
     members.extend(others);
     members.extend(reconnections.into_iter().map(|r| r.member));
-    for member in &mut members {
-        member.settle(&logs, Duration::from_secs(5)).await;
-    }
+    support::settle(&mut members, &logs, Duration::from_secs(5)).await;
     let (tally, details) = tally_all(&members, &logs);
     let (acked, refused, unanswered) = outcomes(&logs);
     eprintln!(
@@ -133,10 +147,14 @@ async fn gateway_kill() {
         tally.reordered,
     );
 
-    assert_no_silent_drop(&logs);
-    assert!(slowest < Duration::from_secs(5), "a reconnection took {slowest:?}: {summary:#?}");
-    assert_eq!(recovered, summary.len(), "every socket of the killed gateway recovered with its id: {summary:#?}");
-    assert_eq!((tally.lost, tally.dup, tally.reordered), (0, 0, 0), "at the members:{details}");
+    let mut problems = Problems::default();
+    no_silent_drop(&mut problems, &logs);
+    problems.check(slowest < Duration::from_secs(5), || format!("a reconnection took {slowest:?}: {summary:?}"));
+    problems.check(recovered == summary.len(), || {
+        format!("not every socket of the killed gateway recovered with its id: {summary:?}")
+    });
+    no_loss(&mut problems, tally, &details);
+    problems.finish();
 }
 
 /// A router dies (SIGKILL) while six rooms, spread over both routers, each
@@ -177,9 +195,7 @@ async fn router_kill() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (publisher_members, logs) = finish(publishers, &stop).await;
     members.extend(publisher_members);
-    for member in &mut members {
-        member.settle(&logs, Duration::from_secs(5)).await;
-    }
+    support::settle(&mut members, &logs, Duration::from_secs(5)).await;
 
     let gaps: Vec<(String, Option<Duration>)> =
         logs.iter().map(|l| (l.room.clone(), l.longest_gap_after(killed_at))).collect();
@@ -195,13 +211,16 @@ async fn router_kill() {
         tally.reordered,
     );
 
-    assert_no_silent_drop(&logs);
-    assert!(gaps.iter().all(|(_, g)| g.is_some()), "rooms without an acknowledged message after the kill: {gaps:?}");
-    assert!(
-        resume <= Duration::from_secs(3),
-        "broadcasts stopped for {resume:?} after {victim_id} died (design: rooms re-owned within 2 s); per room: {gaps:?}"
-    );
-    assert_eq!((tally.lost, tally.dup, tally.reordered), (0, 0, 0), "at the members:{details}");
+    let mut problems = Problems::default();
+    no_silent_drop(&mut problems, &logs);
+    problems.check(gaps.iter().all(|(_, g)| g.is_some()), || {
+        format!("rooms without an acknowledged message after the kill: {gaps:?}")
+    });
+    problems.check(resume <= Duration::from_secs(3), || {
+        format!("broadcasts stopped for {resume:?} after {victim_id} died (design: rooms re-owned within 2 s); per room: {gaps:?}")
+    });
+    no_loss(&mut problems, tally, &details);
+    problems.finish();
 }
 
 /// Redis stops for 10 s (SIGKILL: restarted empty, so the streams, history
@@ -232,33 +251,17 @@ async fn redis_stop() {
     let stopped_at = Instant::now();
     cluster.redis().stop();
     // Readiness turns false (a gateway needs Redis to route).
-    let mut not_ready = Vec::new();
-    for i in 0..cluster.count(Role::Gateway) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while cluster.is_ready(Role::Gateway, i).await && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        not_ready.push(!cluster.is_ready(Role::Gateway, i).await);
-    }
+    let not_ready = gateways_reach(&cluster, false, Duration::from_secs(5)).await;
     tokio::time::sleep(OUTAGE.saturating_sub(stopped_at.elapsed())).await;
 
     let restarted_at = Instant::now();
     cluster.redis().restart();
+    let ready_again = gateways_reach(&cluster, true, Duration::from_secs(5)).await;
     let all_back = support::acked_after(&publishers, restarted_at, Duration::from_secs(8)).await;
-    let mut ready_again = Vec::new();
-    for i in 0..cluster.count(Role::Gateway) {
-        let deadline = restarted_at + Duration::from_secs(5);
-        while !cluster.is_ready(Role::Gateway, i).await && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        ready_again.push(cluster.is_ready(Role::Gateway, i).await);
-    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (publisher_members, logs) = finish(publishers, &stop).await;
     members.extend(publisher_members);
-    for member in &mut members {
-        member.settle(&logs, Duration::from_secs(5)).await;
-    }
+    support::settle(&mut members, &logs, Duration::from_secs(5)).await;
 
     let in_gap = |at: Instant| at > stopped_at + Duration::from_millis(500) && at < restarted_at;
     let refused_in_gap = logs.iter().flat_map(|l| l.refused()).filter(|s| in_gap(s.sent_at)).count();
@@ -277,11 +280,20 @@ async fn redis_stop() {
         tally.reordered,
     );
 
-    assert_no_silent_drop(&logs);
-    assert!(refused_in_gap > 0, "no emit was refused while Redis was down");
-    assert!(not_ready.iter().all(|n| *n), "gateways still ready without Redis: {not_ready:?}");
-    let back = all_back.unwrap_or_else(|| panic!("a room had no acknowledged emit within 8 s of the restart"));
-    assert!(back < Duration::from_secs(5), "service returned {back:?} after Redis restarted (at most 5 s)");
-    assert!(ready_again.iter().all(|r| *r), "gateways not ready 5 s after Redis restarted: {ready_again:?}");
-    assert_eq!((tally.lost, tally.dup, tally.reordered), (0, 0, 0), "at the members:{details}");
+    let mut problems = Problems::default();
+    no_silent_drop(&mut problems, &logs);
+    problems.check(refused_in_gap > 0, || "no emit was refused while Redis was down".into());
+    problems.check(not_ready.iter().all(|n| *n), || {
+        format!("gateways still ready 5 s into the Redis outage (per gateway, turned not ready: {not_ready:?})")
+    });
+    problems.check(all_back.is_some_and(|back| back < Duration::from_secs(5)), || {
+        format!(
+            "service did not return within 5 s of the Redis restart (every room acknowledged again after: {all_back:?})"
+        )
+    });
+    problems.check(ready_again.iter().all(|r| *r), || {
+        format!("gateways not ready 5 s after Redis restarted: {ready_again:?}")
+    });
+    no_loss(&mut problems, tally, &details);
+    problems.finish();
 }

@@ -241,13 +241,17 @@ pub(crate) struct Member {
     pub(crate) gateway: usize,
     pub(crate) client: TestClient,
     pub(crate) seen: Vec<Event>,
+    /// Where in `seen` each later connection's events start (after a
+    /// reconnection), for failure messages.
+    pub(crate) reconnected_at: Vec<usize>,
 }
 
 impl Member {
     pub(crate) async fn connect(cluster: &Cluster, gateway: usize, user: &str, room: &str) -> Member {
         let client = cluster.connect(gateway, "/", user).await;
         join(&client, room).await;
-        Member { user: user.to_owned(), room: room.to_owned(), gateway, client, seen: Vec::new() }
+        let (user, room) = (user.to_owned(), room.to_owned());
+        Member { user, room, gateway, client, seen: Vec::new(), reconnected_at: Vec::new() }
     }
 
     /// Moves what the client received into `seen`.
@@ -255,21 +259,13 @@ impl Member {
         self.seen.extend(self.client.collect("room:message", wait).await);
     }
 
-    /// Waits (at most `within`) until every acknowledged message of `logs`
-    /// for this member's room arrived, then a little longer for duplicates.
-    pub(crate) async fn settle(&mut self, logs: &[PublishLog], within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            self.drain(Duration::from_millis(50)).await;
-            let complete = logs.iter().filter(|l| l.room == self.room).all(|log| {
-                let got: BTreeSet<u64> = numbers(&self.seen, &log.room, &log.from).into_iter().collect();
-                log.acked().is_subset(&got)
-            });
-            if complete || Instant::now() >= deadline {
-                break;
-            }
-        }
-        self.drain(Duration::from_millis(300)).await;
+    /// True when every acknowledged message of `logs` for this member's room
+    /// is in `seen`.
+    fn complete(&self, logs: &[PublishLog]) -> bool {
+        logs.iter().filter(|l| l.room == self.room).all(|log| {
+            let got: BTreeSet<u64> = numbers(&self.seen, &log.room, &log.from).into_iter().collect();
+            log.acked().is_subset(&got)
+        })
     }
 
     pub(crate) fn tally(&self, logs: &[PublishLog]) -> Tally {
@@ -291,17 +287,57 @@ impl Member {
 
     /// A line for failure messages: what is missing or doubled.
     pub(crate) fn describe(&self, logs: &[PublishLog]) -> String {
-        let mut out = format!("{} (gateway {}, room {}):", self.user, self.gateway, self.room);
+        let mut out = format!("{} (gateway {}, room {}):", self.user, self.gateway + 1, self.room);
         for log in logs.iter().filter(|l| l.room == self.room) {
             let got = numbers(&self.seen, &log.room, &log.from);
             let set: BTreeSet<u64> = got.iter().copied().collect();
             let missing: Vec<u64> = log.acked().difference(&set).copied().collect();
             out.push_str(&format!(" from {}: {} received, missing {missing:?}", log.from, got.len()));
-            if set.len() != got.len() || got.windows(2).any(|w| w[1] < w[0]) {
-                out.push_str(&format!(", received in this order: {got:?}"));
+            if set.len() != got.len() {
+                out.push_str(&format!("; doubled (n, connection, offset): {:?}", self.doubled(log)));
+            }
+            if got.windows(2).any(|w| w[1] < w[0]) {
+                out.push_str(&format!("; received in this order: {got:?}"));
             }
         }
         out
+    }
+
+    /// Each copy of a message received more than once: its `n`, the
+    /// connection it came on (0 = the first, 1 = after the first
+    /// reconnection, ...) and its offset argument.
+    fn doubled(&self, log: &PublishLog) -> Vec<(u64, usize, String)> {
+        let copies: Vec<(u64, usize, String)> = self
+            .seen
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.name == "room:message" && e.data()["roomId"] == log.room && e.data()["from"] == log.from)
+            .filter_map(|(i, e)| {
+                let n = e.data()["n"].as_u64()?;
+                let connection = self.reconnected_at.iter().filter(|start| **start <= i).count();
+                let offset = e.args.get(1).map_or_else(|| "none".to_owned(), Value::to_string);
+                Some((n, connection, offset))
+            })
+            .collect();
+        copies.iter().filter(|(n, ..)| copies.iter().filter(|(m, ..)| m == n).count() > 1).cloned().collect()
+    }
+}
+
+/// Waits (at most `within`, for all together) until every member has every
+/// acknowledged message of its room, then a little longer for duplicates.
+pub(crate) async fn settle(members: &mut [Member], logs: &[PublishLog], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        for member in members.iter_mut() {
+            member.drain(Duration::from_millis(10)).await;
+        }
+        if members.iter().all(|m| m.complete(logs)) || Instant::now() >= deadline {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for member in members.iter_mut() {
+        member.drain(Duration::ZERO).await;
     }
 }
 
@@ -352,6 +388,7 @@ pub(crate) fn reconnect_elsewhere(
             match TestClient::connect(*addr, "/", auth.clone()).await {
                 Ok(client) => {
                     let took = since.elapsed();
+                    member.reconnected_at.push(member.seen.len());
                     let recovered = client.pid().as_deref() == Some(pid.as_str());
                     let same_id = client.id() == old_id;
                     member.client = client;
@@ -378,4 +415,42 @@ pub(crate) fn reconnect_elsewhere(
 /// Milliseconds, for the CLUSTER-FAULT lines.
 pub(crate) fn ms(duration: Duration) -> u128 {
     duration.as_millis()
+}
+
+/// Every failed check of a test, reported together at the end, so that one
+/// run shows all that went wrong (a lost message and a readiness that never
+/// turned, say), not only the first.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<String>);
+
+impl Problems {
+    pub(crate) fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(what());
+        }
+    }
+
+    /// Panics with every problem, one per line.
+    pub(crate) fn finish(self) {
+        assert!(self.0.is_empty(), "{} problem(s):\n- {}", self.0.len(), self.0.join("\n- "));
+    }
+}
+
+/// Polls `/readyz` of every gateway together until each is `ready` (or not),
+/// for at most `within`; whether each got there.
+pub(crate) async fn gateways_reach(cluster: &Cluster, ready: bool, within: Duration) -> Vec<bool> {
+    let deadline = Instant::now() + within;
+    let count = cluster.count(switchboard_testkit::Role::Gateway);
+    let mut reached = vec![false; count];
+    loop {
+        for (i, done) in reached.iter_mut().enumerate() {
+            if !*done {
+                *done = cluster.is_ready(switchboard_testkit::Role::Gateway, i).await == ready;
+            }
+        }
+        if reached.iter().all(|d| *d) || Instant::now() >= deadline {
+            return reached;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
