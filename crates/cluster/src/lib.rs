@@ -124,11 +124,15 @@ impl Link {
         self.inner.gateways.with_live(|live| live.get(id).map(|member| member.address.clone()))
     }
 
-    /// Ready to serve: the lease is held (Redis answers) and a router
-    /// session is up.
+    /// Ready to serve: Redis answers (the last lease renewal and read of
+    /// the live sets succeeded), the lease is held, and a router session
+    /// is up.
     pub fn ready(&self) -> bool {
         let own = self.inner.config.gateway_id.as_str();
-        self.inner.gateways.with_live(|live| live.contains(own)) && self.inner.routers.any_connected()
+        self.inner.gateways.is_healthy()
+            && self.inner.routers_view.is_healthy()
+            && self.inner.gateways.with_live(|live| live.contains(own))
+            && self.inner.routers.any_connected()
     }
 
     /// Runs the link until `shutdown`: the lease, the router sessions, the
