@@ -37,7 +37,7 @@ impl Handler for ChatHandler {
 
     fn on_disconnect<'a>(&'a self, socket: &'a Arc<Socket>, _reason: DisconnectReason) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.chat.announce_departure(socket).await;
+            self.chat.announce_departure(socket);
             self.chat.presence.on_disconnect(socket);
         })
     }

@@ -159,7 +159,11 @@ impl Online {
                 }
                 None => online.list(),
             };
-            match nsp.broadcast(&Target::all(), "users:online", &[json!(list)], &[]).await {
+            // In a cluster the list is a snapshot, sent volatile: it takes no
+            // place in the recovery log, so that a client's last offset
+            // names its room's stream (a recovered client asks again).
+            let target = if nsp.is_clustered() { Target::all().volatile() } else { Target::all() };
+            match nsp.broadcast(&target, "users:online", &[json!(list)], &[]).await {
                 Ok(_) => metrics::counter!("switchboard_chat_presence_broadcasts_total").increment(1),
                 Err(error) => tracing::warn!(%error, "users:online not broadcast"),
             }

@@ -91,14 +91,34 @@ impl Chat {
 
     /// A socket is leaving the namespace: the others in each of its rooms
     /// get `room:user-left`.
-    pub(crate) async fn announce_departure(&self, socket: &Arc<Socket>) {
-        let nsp = socket.namespace();
-        for room in socket.rooms() {
-            let notice = json!({ "userId": socket.user_id(), "roomId": &*room });
-            if let Err(error) = nsp.broadcast(&socket.to(room), "room:user-left", &[notice], &[]).await {
-                // Nobody to tell: the socket is gone.
-                tracing::debug!(%error, "room:user-left not sent");
+    ///
+    /// The notices go out on a task of their own: a closing session does
+    /// not wait for them (in a cluster each is a round trip to a router),
+    /// so that its client hears of the close at once. The socket's id is
+    /// in `except`, so it cannot get its own notice whenever they leave.
+    pub(crate) fn announce_departure(&self, socket: &Arc<Socket>) {
+        let rooms = socket.rooms();
+        if rooms.is_empty() {
+            return;
+        }
+        let nsp = socket.namespace().clone();
+        let clustered = nsp.is_clustered();
+        let (id, user) = (socket.id().to_owned(), socket.user_id().to_owned());
+        let notices = async move {
+            for room in rooms {
+                let notice = json!({ "userId": user, "roomId": &*room });
+                let target = Target::room(room).except(id.as_str());
+                if let Err(error) = nsp.broadcast(&target, "room:user-left", &[notice], &[]).await {
+                    // Nobody to tell: the socket is gone.
+                    tracing::debug!(%error, "room:user-left not sent");
+                }
             }
+        };
+        if clustered {
+            tokio::spawn(notices);
+        } else {
+            // Standalone a broadcast is immediate: it completes at once.
+            let _ = futures_util::FutureExt::now_or_never(notices);
         }
     }
 }

@@ -439,8 +439,8 @@ impl ClusterLink for Link {
         Box::pin(self.run_command(nsp, command))
     }
 
-    fn session(&self, nsp: &str, session: SessionState, phase: Phase) {
-        self.inner.sessions.session(nsp, session, phase);
+    fn session<'a>(&'a self, nsp: &'a str, session: SessionState, phase: Phase) -> BoxFuture<'a, ()> {
+        Box::pin(self.inner.sessions.session(nsp, session, phase))
     }
 
     fn resume<'a>(&'a self, nsp: &'a str, pid: &'a str, offset: &'a str) -> BoxFuture<'a, Option<Resumable>> {

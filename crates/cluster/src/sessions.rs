@@ -36,6 +36,9 @@ use crate::lanes::{lane_key, offset, parse_offset, stream, tag};
 /// missed too much to be recovered.
 const MAX_REPLAY: usize = 10_000;
 
+/// How long a closing socket waits for its session record to be stored.
+const LEFT_WRITE_WAIT: Duration = Duration::from_secs(1);
+
 /// A session record as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
@@ -104,7 +107,7 @@ impl Sessions {
         }
     }
 
-    pub(crate) fn session(&self, nsp: &str, state: SessionState, phase: Phase) {
+    pub(crate) async fn session(&self, nsp: &str, state: SessionState, phase: Phase) {
         let key = Self::record_key(nsp, &state.pid);
         match phase {
             Phase::Live => {
@@ -115,11 +118,15 @@ impl Sessions {
                 let positions = self.positions_of(nsp, &state.rooms);
                 let record = self.record(&state, Some(positions));
                 let (broker, window) = (self.broker.clone(), self.window);
-                self.writes.spawn(async move {
+                // Stored before the client hears of the close (it may come
+                // back at once, to another gateway); a write that takes too
+                // long goes on in the background.
+                let write = self.writes.spawn(async move {
                     if let Err(error) = broker.set(&key, record, Some(window)).await {
                         tracing::warn!(%error, "session not kept for recovery");
                     }
                 });
+                let _ = tokio::time::timeout(LEFT_WRITE_WAIT, write).await;
             }
             Phase::Closed => {
                 lock(&self.live).remove(&key);

@@ -175,8 +175,11 @@ pub trait ClusterLink: Send + Sync + 'static {
 
     /// A socket's state changed (it connected, joined or left a room, or
     /// disconnected): keep it so that the socket can resume on any gateway,
-    /// also after this one dies.
-    fn session(&self, nsp: &str, session: SessionState, phase: Phase);
+    /// also after this one dies. For [`Phase::Left`] the future resolves
+    /// once the session is stored (bounded in time), so that it is there
+    /// before the client, told of the close, comes back; the others resolve
+    /// at once.
+    fn session<'a>(&'a self, nsp: &'a str, session: SessionState, phase: Phase) -> BoxFuture<'a, ()>;
 
     /// Takes the kept session `pid` of `nsp` (it can be resumed once), with
     /// the client's last offset.

@@ -215,7 +215,7 @@ impl Namespace {
                 let phase = if reason.is_recoverable() { Phase::Left } else { Phase::Closed };
                 let state =
                     SessionState { pid: pid.clone(), sid: socket.id_arc(), user_id: socket.user_id_arc(), rooms };
-                link.session(&self.name, state, phase);
+                link.session(&self.name, state, phase).await;
             }
         }
         metrics::counter!("switchboard_gateway_disconnects_total", "reason" => reason.as_str()).increment(1);
@@ -438,6 +438,8 @@ impl Namespace {
         offset: Option<&str>,
     ) -> usize {
         let target = Target { rooms, except, volatile };
+        // Offsets are appended only where clients can use them.
+        let offset = offset.filter(|_| self.recovery_enabled());
         let mut frames = encode::event_raw(&self.name, event, args_json, attachments, offset);
         if volatile {
             frames = frames.into_iter().map(Frame::volatile).collect();

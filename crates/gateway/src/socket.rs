@@ -77,7 +77,23 @@ pub struct Socket {
     /// deliveries wait here with their offsets.
     holding: AtomicBool,
     held: Mutex<Vec<Held>>,
+    /// After a replay: per room tag, the last stream id replayed, until a
+    /// later delivery of that room passes (or a few seconds): a live copy
+    /// of a replayed packet (appended before the replay read the stream,
+    /// published after) is dropped.
+    filtering: AtomicBool,
+    floor: Mutex<Floor>,
 }
+
+/// Replayed positions a resumed socket still filters live deliveries by.
+#[derive(Debug, Default)]
+struct Floor {
+    until: Option<Instant>,
+    lanes: Vec<(String, (u64, u64))>,
+}
+
+/// How long a resumed socket filters live deliveries at most.
+const FLOOR_FOR: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +132,8 @@ impl Socket {
             recovered: new.recovered,
             holding: AtomicBool::new(false),
             held: Mutex::new(Vec::new()),
+            filtering: AtomicBool::new(false),
+            floor: Mutex::new(Floor::default()),
         })
     }
 
@@ -228,7 +246,12 @@ impl Socket {
                 user_id: self.user_id.clone(),
                 rooms: self.rooms(),
             };
-            link.session(self.nsp.name(), state, crate::cluster::Phase::Live);
+            // Live records are only queued: the future is ready at once.
+            let _ = futures_util::FutureExt::now_or_never(link.session(
+                self.nsp.name(),
+                state,
+                crate::cluster::Phase::Live,
+            ));
         }
     }
 
@@ -339,7 +362,34 @@ impl Socket {
                 return;
             }
         }
+        if self.filtering.load(Ordering::Acquire) && self.replayed_already(offset.map(|o| &**o)) {
+            return;
+        }
         self.push_frames(frames);
+    }
+
+    /// Whether a delivery with this offset was sent by the replay; a later
+    /// one ends the filtering of its room.
+    fn replayed_already(&self, offset: Option<&str>) -> bool {
+        let mut floor = lock(&self.floor);
+        if floor.until.is_none_or(|until| Instant::now() >= until) {
+            floor.lanes.clear();
+        }
+        let mut replayed = false;
+        if let Some((id, tag)) = offset.and_then(|offset| offset.rsplit_once('@'))
+            && let Some(index) = floor.lanes.iter().position(|(t, _)| t == tag)
+            && let Some(id) = crate::cluster::stream_id_key(id)
+        {
+            if id <= floor.lanes[index].1 {
+                replayed = true;
+            } else {
+                floor.lanes.swap_remove(index);
+            }
+        }
+        if floor.lanes.is_empty() {
+            self.filtering.store(false, Ordering::Release);
+        }
+        replayed
     }
 
     /// Holds live deliveries until [`release`](Self::release).
@@ -348,16 +398,19 @@ impl Socket {
     }
 
     /// Sends the held deliveries, except those a replay already sent: per
-    /// room tag, offsets at or before `last` (`<stream id>@<tag>`).
+    /// room tag, offsets at or before `last` (`<stream id>@<tag>`); later
+    /// deliveries are filtered the same way until each room moves on.
     pub(crate) fn release(&self, last: &[(String, String)]) {
+        {
+            let mut floor = lock(&self.floor);
+            floor.lanes =
+                last.iter().filter_map(|(tag, id)| Some((tag.clone(), crate::cluster::stream_id_key(id)?))).collect();
+            floor.until = Some(Instant::now() + FLOOR_FOR);
+            self.filtering.store(!floor.lanes.is_empty(), Ordering::Release);
+        }
         let mut held = lock(&self.held);
         for (offset, frames) in held.drain(..) {
-            let replayed = offset.as_deref().and_then(|offset| {
-                let (id, tag) = offset.rsplit_once('@')?;
-                let (_, seen) = last.iter().find(|(t, _)| t == tag)?;
-                Some(crate::cluster::stream_id_key(id)? <= crate::cluster::stream_id_key(seen)?)
-            });
-            if replayed != Some(true) {
+            if !self.filtering.load(Ordering::Acquire) || !self.replayed_already(offset.as_deref()) {
                 self.push_frames(&frames);
             }
         }

@@ -8,10 +8,14 @@
 //! - `faults`: `kill -9` of a gateway, of a router, and Redis stopped 10 s
 //!   while rooms exchange acknowledged messages; each prints a
 //!   `CLUSTER-FAULT ...` line with what it measured.
+//! - `drain`: SIGTERM to a gateway holding 1,000 clients in busy rooms;
+//!   prints a `CLUSTER-DRAIN ...` line.
 //!
 //! The tests run one at a time (a lock here, a test group in
 //! `.config/nextest.toml`), each in a few seconds (Redis stopped: ~20 s).
 
+#[path = "cluster/drain.rs"]
+mod drain;
 #[path = "cluster/faults.rs"]
 mod faults;
 #[path = "cluster/rooms.rs"]
