@@ -5,6 +5,8 @@
 //!
 //! - `rooms`: a room spanning gateways gets SPEC.md section 3 as one
 //!   process would give it; a gateway without members gets no deliveries.
+//! - `lifecycle`: a gateway stopped with SIGTERM exits; a replacement (new
+//!   id) and a restarted router rejoin.
 //! - `faults`: `kill -9` of a gateway, of a router, and Redis stopped 10 s
 //!   while rooms exchange acknowledged messages; each prints a
 //!   `CLUSTER-FAULT ...` line with what it measured.
@@ -18,6 +20,8 @@
 mod drain;
 #[path = "cluster/faults.rs"]
 mod faults;
+#[path = "cluster/lifecycle.rs"]
+mod lifecycle;
 #[path = "cluster/rooms.rs"]
 mod rooms;
 #[path = "cluster/support.rs"]

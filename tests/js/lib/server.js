@@ -400,6 +400,7 @@ class SwitchboardCluster extends SwitchboardServer {
     const env = {
       PATH: process.env.PATH || "/usr/bin:/bin",
       RUST_BACKTRACE: "1",
+      NO_COLOR: "1", // plain text in failure messages
       ...BASE_ENV,
       SWITCHBOARD_NODE_ID: node.id,
       SWITCHBOARD_REDIS_URL: `redis://127.0.0.1:${this.redis.port}`,
