@@ -8,9 +8,10 @@ Names, labels and the pieces shared by the gateway and router templates.
 {{- end }}
 
 {{/*
-The release's base name, at most 40 characters so that the longest derived
-name (`<base>-gateway-<hash>-<id>`, a pod name and so SWITCHBOARD_NODE_ID,
-which allows 64) stays within limits.
+The release's base name, at most 40 characters: the longest derived name,
+`<base>-redis-headless`, stays a valid Service name (63). Pod names, which
+are the nodes' ids (SWITCHBOARD_NODE_ID, at most 64), are cut to 63 by
+Kubernetes anyway.
 */}}
 {{- define "switchboard.fullname" -}}
 {{- if .Values.fullnameOverride }}
