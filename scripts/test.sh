@@ -2,8 +2,9 @@
 # The whole test suite, on a fresh Debian machine with Rust and Node.js.
 # Installs what is missing (npm packages, python-socketio, k6), then runs:
 # formatting, clippy, the Rust tests, the JavaScript (socket.io-client) tests
-# over WebSocket and polling, the Python (python-socketio) test, and a k6
-# smoke run of the load-test scenario (loadtest/k6/chat.js).
+# over WebSocket and polling (on one server, then on a cluster), the Python
+# (python-socketio) test, and a k6 smoke run of the load-test scenario
+# (loadtest/k6/chat.js).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -53,6 +54,11 @@ cargo test --workspace --doc --locked
 step "javascript tests (socket.io-client)"
 (cd tests/js && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; })
 (cd tests/js && SWITCHBOARD_BIN="$bin" npm test)
+
+step "javascript tests on a cluster (3 gateways, 2 routers, Redis)"
+# The same suite, each "server" being a private redis-server, 2 routers and
+# 3 gateways (tests/js/lib/server.js), clients spread over the gateways.
+(cd tests/js && SWITCHBOARD_BIN="$bin" npm run test:cluster)
 
 step "python tests (python-socketio)"
 venv="$root/target/pyenv"

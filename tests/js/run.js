@@ -3,6 +3,8 @@
 // Runs the suite once per transport: `node run.js` (both), `node run.js
 // websocket`, `node run.js polling`; further arguments name test files.
 // The binary is SWITCHBOARD_BIN, default <repo>/target/debug/switchboard.
+// With SB_TOPOLOGY=cluster (`npm run test:cluster`) every server is a
+// cluster: Redis, 2 routers, 3 gateways (lib/server.js).
 
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -30,7 +32,8 @@ if (!fs.existsSync(BIN)) {
 
 let failed = false;
 for (const transport of transports) {
-  console.log(`\n=== socket.io-client over ${transport} ===`);
+  const on = process.env.SB_TOPOLOGY === "cluster" ? " on a cluster (Redis, 2 routers, 3 gateways)" : "";
+  console.log(`\n=== socket.io-client over ${transport}${on} ===`);
   const res = spawnSync(process.execPath, [
     "--test",
     "--test-reporter=spec",

@@ -7,18 +7,20 @@
 //! rooms (the namespace's sockets for a namespace-wide one), minus the
 //! exclusions; its stamps move this gateway's positions.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_broker::{Broker, BrokerError};
 use switchboard_gateway::Gateway;
+use switchboard_gateway::cluster::stream_id_key;
 use switchboard_proto::prost::Message as _;
 use switchboard_proto::v1::{self, channel_message};
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, Requests};
-use crate::lanes::{lane_key, offset, tag};
+use crate::lanes::{lane_key, offset, stream, tag};
 use crate::sessions::Sessions;
 
 /// Counter: deliveries received from routers.
@@ -32,6 +34,7 @@ pub(crate) struct Channel {
     pub(crate) gateway: Arc<std::sync::OnceLock<Gateway>>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) requests: Arc<Requests>,
+    pub(crate) lanes: Arc<Lanes>,
 }
 
 pub(crate) async fn run(this: Channel, stop: CancellationToken) {
@@ -59,7 +62,7 @@ pub(crate) async fn run(this: Channel, stop: CancellationToken) {
             match message {
                 Ok(bytes) => {
                     if let Some(gateway) = this.gateway.get() {
-                        handle(&this, gateway, bytes);
+                        handle(&this, gateway, bytes).await;
                     }
                 }
                 Err(BrokerError::Lagged(lost)) => {
@@ -75,7 +78,26 @@ pub(crate) async fn run(this: Channel, stop: CancellationToken) {
     }
 }
 
-fn handle(this: &Channel, gateway: &Gateway, bytes: Bytes) {
+/// Per lane, where this gateway's deliveries stand: the router that
+/// numbers it, the last number and the last stream id seen. A lane is
+/// forgotten when the gateway's last member leaves it, so that members who
+/// join later are not given what was sent before they came.
+#[derive(Default)]
+pub(crate) struct Lanes(Mutex<HashMap<String, Seen>>);
+
+impl Lanes {
+    pub(crate) fn forget(&self, lane: &str) {
+        lock(&self.0).remove(lane);
+    }
+}
+
+struct Seen {
+    router: String,
+    seq: u64,
+    offset: Option<String>,
+}
+
+async fn handle(this: &Channel, gateway: &Gateway, bytes: Bytes) {
     let message = match v1::ChannelMessage::decode(bytes) {
         Ok(message) => message,
         Err(error) => {
@@ -87,7 +109,9 @@ fn handle(this: &Channel, gateway: &Gateway, bytes: Bytes) {
     match message.message {
         Some(channel_message::Message::Deliveries(batch)) => {
             for delivery in batch.deliveries {
-                deliver(gateway, &this.sessions, delivery);
+                if repair_gaps(this, gateway, &batch.router_id, &delivery).await {
+                    deliver(gateway, &this.sessions, delivery);
+                }
             }
         }
         Some(channel_message::Message::Reply(reply)) => this.requests.on_reply(reply),
@@ -108,6 +132,69 @@ fn handle(this: &Channel, gateway: &Gateway, bytes: Bytes) {
             metrics::counter!("switchboard_gateway_cluster_unsupported_messages_total").increment(1);
         }
     }
+}
+
+/// Entries read at most to repair one gap.
+const MAX_REPAIR: usize = 10_000;
+
+/// Before `delivery`: for each of its lanes, when the number jumped (a
+/// delivery was lost on the way) or another router numbers it now (a new
+/// owner), the entries of the lane's stream between the last one seen and
+/// this one are delivered first. Volatile broadcasts are numbered but not
+/// stored, so a gap of those only is nothing to repair. Returns false when
+/// the delivery itself was seen already (it came late from a former owner,
+/// after a repair): it is not delivered again.
+async fn repair_gaps(this: &Channel, gateway: &Gateway, router: &str, delivery: &v1::Delivery) -> bool {
+    for (i, stamp) in delivery.stamps.iter().enumerate() {
+        let lane = lane_key(&delivery.nsp, delivery.rooms.get(i).map(String::as_str));
+        let previous = lock(&this.lanes.0).get(&lane).map(|seen| (seen.router.clone(), seen.seq, seen.offset.clone()));
+        let stored = (!stamp.offset.is_empty()).then(|| stamp.offset.clone());
+        if let (Some((_, _, Some(last))), Some(current)) = (&previous, &stored)
+            && stream_id_key(current) <= stream_id_key(last)
+        {
+            metrics::counter!("switchboard_gateway_cluster_duplicates_total").increment(1);
+            return false;
+        }
+        let offset = stored.or_else(|| previous.as_ref().and_then(|(_, _, offset)| offset.clone()));
+        lock(&this.lanes.0).insert(lane.clone(), Seen { router: router.to_owned(), seq: stamp.seq, offset });
+        let Some((previous_router, previous_seq, Some(after))): Option<(String, u64, Option<String>)> = previous else {
+            continue;
+        };
+        if previous_router == router && stamp.seq <= previous_seq + 1 {
+            continue;
+        }
+        let entries = match this.broker.stream_range_after(&stream(&lane), &after, MAX_REPAIR).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(%lane, %error, "a gap in the deliveries could not be repaired");
+                continue;
+            }
+        };
+        let until = (!stamp.offset.is_empty()).then(|| stream_id_key(&stamp.offset)).flatten();
+        let mut repaired = 0u64;
+        for entry in entries {
+            let id = stream_id_key(&entry.id);
+            if until.is_some_and(|until| id.is_none_or(|id| id >= until)) {
+                break;
+            }
+            let Ok(mut missed) = switchboard_proto::decode_entry(&entry.data) else { continue };
+            let Some(packet) = missed.entry_packet(&entry.id) else { continue };
+            missed.packet = Some(packet);
+            // Only this lane's room: the other lanes repair themselves.
+            missed.rooms = delivery.rooms.get(i).cloned().into_iter().collect();
+            missed.stamps = vec![v1::Stamp { seq: 0, offset: entry.id.clone() }];
+            if stamp.offset.is_empty()
+                && let Some(seen) = lock(&this.lanes.0).get_mut(&lane)
+            {
+                seen.offset = Some(entry.id.clone());
+            }
+            deliver(gateway, &this.sessions, missed);
+            repaired += 1;
+        }
+        metrics::counter!("switchboard_gateway_cluster_repaired_total").increment(repaired);
+        tracing::info!(%lane, repaired, "a gap in the deliveries was repaired from the stream");
+    }
+    true
 }
 
 fn deliver(gateway: &Gateway, sessions: &Sessions, delivery: v1::Delivery) {
@@ -138,4 +225,8 @@ fn deliver(gateway: &Gateway, sessions: &Sessions, delivery: v1::Delivery) {
         &packet.attachments,
         first_offset.as_deref(),
     );
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

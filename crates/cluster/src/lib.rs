@@ -83,6 +83,7 @@ struct Inner {
     routers: Arc<Routers>,
     sessions: Arc<Sessions>,
     requests: Arc<commands::Requests>,
+    lanes: Arc<deliveries::Lanes>,
     channel: String,
 }
 
@@ -103,7 +104,9 @@ impl Link {
         let sessions = Arc::new(Sessions::new(broker.clone(), config.gateway_id.to_string(), config.recovery_window));
         let channel = switchboard_router::gateway_channel(&config.gateway_id);
         let requests = Arc::default();
-        let inner = Inner { config, broker, gateway, gateways, routers_view, routers, sessions, requests, channel };
+        let lanes = Arc::default();
+        let inner =
+            Inner { config, broker, gateway, gateways, routers_view, routers, sessions, requests, lanes, channel };
         Link { inner: Arc::new(inner) }
     }
 
@@ -121,11 +124,15 @@ impl Link {
         self.inner.gateways.with_live(|live| live.get(id).map(|member| member.address.clone()))
     }
 
-    /// Ready to serve: the lease is held (Redis answers) and a router
-    /// session is up.
+    /// Ready to serve: Redis answers (the last lease renewal and read of
+    /// the live sets succeeded), the lease is held, and a router session
+    /// is up.
     pub fn ready(&self) -> bool {
         let own = self.inner.config.gateway_id.as_str();
-        self.inner.gateways.with_live(|live| live.contains(own)) && self.inner.routers.any_connected()
+        self.inner.gateways.is_healthy()
+            && self.inner.routers_view.is_healthy()
+            && self.inner.gateways.with_live(|live| live.contains(own))
+            && self.inner.routers.any_connected()
     }
 
     /// Runs the link until `shutdown`: the lease, the router sessions, the
@@ -140,6 +147,7 @@ impl Link {
             gateway: inner.gateway.clone(),
             sessions: inner.sessions.clone(),
             requests: inner.requests.clone(),
+            lanes: inner.lanes.clone(),
         };
         let deliveries = tokio::spawn(deliveries::run(channel, shutdown.clone()));
         let routers = tokio::spawn(inner.routers.clone().run(shutdown.clone()));
@@ -162,6 +170,7 @@ impl Link {
                     sessions.flush(all).await;
                 }
                 sessions.flush(false).await;
+                sessions.settle(Duration::from_secs(2)).await;
             })
         };
         let (left, _) = tokio::join!(
@@ -316,6 +325,8 @@ impl ClusterLink for Link {
         let key = lane_key(nsp, Some(room));
         if present {
             self.inner.sessions.lane_opened(key.clone());
+        } else {
+            self.inner.lanes.forget(&key);
         }
         let message = v1::Membership { nsp: nsp.to_owned(), room: room.to_owned(), present };
         self.inner.routers.send_to_owner(&key, gateway_message::Message::Membership(message));

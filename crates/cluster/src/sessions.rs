@@ -62,6 +62,8 @@ pub(crate) struct Sessions {
     positions: Mutex<HashMap<String, String>>,
     positions_dirty: AtomicBool,
     live: Mutex<HashMap<String, (String, SessionState, bool)>>,
+    /// Records being written for sockets that left: awaited before exit.
+    writes: tokio_util::task::TaskTracker,
 }
 
 impl Sessions {
@@ -73,6 +75,7 @@ impl Sessions {
             positions: Mutex::new(HashMap::new()),
             positions_dirty: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
+            writes: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -112,7 +115,7 @@ impl Sessions {
                 let positions = self.positions_of(nsp, &state.rooms);
                 let record = self.record(&state, Some(positions));
                 let (broker, window) = (self.broker.clone(), self.window);
-                tokio::spawn(async move {
+                self.writes.spawn(async move {
                     if let Err(error) = broker.set(&key, record, Some(window)).await {
                         tracing::warn!(%error, "session not kept for recovery");
                     }
@@ -121,7 +124,7 @@ impl Sessions {
             Phase::Closed => {
                 lock(&self.live).remove(&key);
                 let broker = self.broker.clone();
-                tokio::spawn(async move {
+                self.writes.spawn(async move {
                     let _ = broker.delete(&key).await;
                 });
             }
@@ -175,6 +178,14 @@ impl Sessions {
                 }
                 break;
             }
+        }
+    }
+
+    /// Waits (at most `within`) for the records of sockets that left.
+    pub(crate) async fn settle(&self, within: Duration) {
+        self.writes.close();
+        if tokio::time::timeout(within, self.writes.wait()).await.is_err() {
+            tracing::warn!("session records still being written at exit");
         }
     }
 

@@ -259,3 +259,60 @@ async fn the_server_api_reaches_sockets_on_every_gateway() {
     let left = api(&gw2, "POST", "/api/users/erin/leave", Some(json!({"room": "ops"}))).await;
     assert_eq!(left.body, json!({"ok": true, "sockets": 2}), "{}", left.text);
 }
+
+/// A delivery as a router would publish it, for the gap tests.
+fn batch(router: &str, seq: u64, offset: &str, text: i64) -> bytes::Bytes {
+    use switchboard_proto::prost::Message as _;
+    use switchboard_proto::v1;
+    let delivery = v1::Delivery {
+        nsp: "/".to_owned(),
+        rooms: vec!["lobby".to_owned()],
+        stamps: vec![v1::Stamp { seq, offset: offset.to_owned() }],
+        packet: Some(v1::Packet::from_json("room:message", &[json!({"text": text})])),
+        ..Default::default()
+    };
+    let batch = v1::DeliveryBatch { router_id: router.to_owned(), deliveries: vec![delivery] };
+    let message =
+        v1::ChannelMessage { message: Some(v1::channel_message::Message::Deliveries(batch)), ..Default::default() };
+    bytes::Bytes::from(message.encode_to_vec())
+}
+
+fn entry(text: i64) -> bytes::Bytes {
+    use switchboard_proto::prost::Message as _;
+    use switchboard_proto::v1;
+    let delivery = v1::Delivery {
+        nsp: "/".to_owned(),
+        rooms: vec!["lobby".to_owned()],
+        packet: Some(v1::Packet::from_json("room:message", &[json!({"text": text})])),
+        ..Default::default()
+    };
+    bytes::Bytes::from(delivery.encode_to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_the_numbering_is_repaired_from_the_stream_and_late_copies_are_dropped() {
+    let redis = RedisServer::start();
+    let _router = start_router(&redis, "router-1").await;
+    let gw1 = start_gateway(&redis, "gw-1").await;
+    let mut alice = connect(&gw1, "alice").await;
+    join(&mut alice, "lobby").await;
+
+    let redis_broker = broker(&redis).await;
+    let keep = switchboard_broker::Retention::new(1000, None);
+    let mut ids = Vec::new();
+    for text in 1..=3 {
+        ids.push(redis_broker.stream_append("sb:room:/:lobby", entry(text), keep).await.unwrap());
+    }
+    let channel = "sb:gw:gw-1";
+    redis_broker.publish(channel, batch("fake", 1, &ids[0], 1)).await.unwrap();
+    // Number 2 never arrives: number 3 shows the gap.
+    redis_broker.publish(channel, batch("fake", 3, &ids[2], 3)).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(text(&alice.wait_for("room:message").await));
+    }
+    assert_eq!(seen, vec![json!(1), json!(2), json!(3)], "the missing one first, then in order");
+    // A late copy of number 2 is not delivered twice.
+    redis_broker.publish(channel, batch("fake", 2, &ids[1], 2)).await.unwrap();
+    alice.expect_none("room:message", Duration::from_millis(300)).await;
+}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -20,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tracing::Instrument as _;
 
 use crate::cluster::ClusterLink;
 use crate::config::Config;
@@ -51,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// In a cluster: the link every namespace broadcasts through.
     link: Option<Arc<dyn ClusterLink>>,
+    /// Draining: new sessions are refused, open ones are being closed.
+    draining: std::sync::atomic::AtomicBool,
     pub(crate) tasks: TaskTracker,
     /// Signed sids and forwarding to the other gateways, in a cluster.
     cluster: Option<Cluster>,
@@ -160,6 +164,7 @@ impl GatewayBuilder {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 link: self.link,
+                draining: std::sync::atomic::AtomicBool::new(false),
                 cluster,
             }),
         }
@@ -216,6 +221,42 @@ impl Gateway {
         }
     }
 
+    /// Drains the gateway before it stops: new sessions are refused, and the
+    /// open ones are closed as `server shutting down` (which clients take as
+    /// a cut transport: they reconnect, elsewhere, and recover) in small
+    /// batches spread over `period` with jitter, so that they do not all
+    /// come back at once. Returns once every session was asked to close.
+    pub async fn drain(&self, period: Duration) {
+        use rand::seq::SliceRandom as _;
+        self.shared.draining.store(true, Ordering::Release);
+        let mut sessions: Vec<Arc<EngineConn>> = self.shared.engines.iter().map(|e| e.value().clone()).collect();
+        if sessions.is_empty() {
+            return;
+        }
+        sessions.shuffle(&mut rand::rng());
+        const TICK: Duration = Duration::from_millis(100);
+        let ticks = (period.as_millis() / TICK.as_millis()).max(1) as usize;
+        let per_tick = sessions.len().div_ceil(ticks);
+        tracing::info!(sessions = sessions.len(), ?period, per_tick, "draining");
+        let mut chunks = sessions.chunks(per_tick).peekable();
+        while let Some(chunk) = chunks.next() {
+            for conn in chunk {
+                conn.request_close(CloseReason::ServerShuttingDown);
+            }
+            metrics::counter!("switchboard_gateway_drained_sessions_total").increment(chunk.len() as u64);
+            if chunks.peek().is_some() {
+                // 50 % to 150 % of a tick: batches do not line up across gateways.
+                let jitter = rand::random_range(0.5..1.5);
+                tokio::time::sleep(TICK.mul_f64(jitter)).await;
+            }
+        }
+    }
+
+    /// Whether [`drain`](Self::drain) started.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
     /// Closes every session as `server shutting down` and stops long polls.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
@@ -249,6 +290,11 @@ fn cors_layer(config: &Config) -> Option<CorsLayer> {
             .allow_headers(AllowHeaders::mirror_request())
             .allow_credentials(cors.credentials),
     )
+}
+
+/// The span of one session's task: every log line about it carries its id.
+fn session_span(conn: &EngineConn) -> tracing::Span {
+    tracing::info_span!("session", sid = %conn.sid())
 }
 
 /// An Engine.IO error answer: `{"code":N,"message":"..."}` as the reference
@@ -324,7 +370,8 @@ async fn engine_io(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                     }
                     let tasks = shared.tasks.clone();
                     upgrade_websocket(request, move |ws| {
-                        tasks.spawn(ws::upgrade(conn, ws));
+                        let span = session_span(&conn);
+                        tasks.spawn(ws::upgrade(conn, ws).instrument(span));
                     })
                 }
                 _ => engine_error(StatusCode::BAD_REQUEST, 3, "Bad request"),
@@ -386,7 +433,7 @@ async fn handshake(shared: Arc<Shared>, transport: Transport, request: Request) 
     if request.method() != Method::GET {
         return engine_error(StatusCode::BAD_REQUEST, 2, "Bad handshake method");
     }
-    if shared.shutdown.is_cancelled() {
+    if shared.shutdown.is_cancelled() || shared.draining.load(Ordering::Acquire) {
         return engine_error(StatusCode::SERVICE_UNAVAILABLE, 4, "Forbidden");
     }
     let bearer = bearer_token(request.headers());
@@ -399,7 +446,8 @@ async fn handshake(shared: Arc<Shared>, transport: Transport, request: Request) 
             shared.engines.insert(sid, conn.clone());
             metrics::gauge!("switchboard_gateway_sessions").increment(1);
             let open = conn.open_frame(true);
-            shared.tasks.spawn(polling::drive(conn, upgrade));
+            let span = session_span(&conn);
+            shared.tasks.spawn(polling::drive(conn, upgrade).instrument(span));
             polling::open_response(&open)
         }
         Transport::WebSocket => {
@@ -410,7 +458,8 @@ async fn handshake(shared: Arc<Shared>, transport: Transport, request: Request) 
                 metrics::gauge!("switchboard_gateway_sessions").increment(1);
                 let _ = conn.outbox().push(conn.open_frame(false));
                 let connect_check = tokio::time::Instant::now() + shared.config.connect_timeout;
-                tasks.spawn(ws::drive(conn, ws, Some(connect_check)));
+                let span = session_span(&conn);
+                tasks.spawn(ws::drive(conn, ws, Some(connect_check)).instrument(span));
             })
         }
     }

@@ -41,6 +41,8 @@ struct Inner {
     fanout: Fanout,
     broker: Arc<dyn Broker>,
     retention: Retention,
+    /// Leaving: owns nothing any more (see [`Router::retire`]).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Router {
@@ -61,6 +63,7 @@ impl Router {
             fanout: Fanout::new(&id, broker.clone(), &config),
             broker,
             retention: config.retention,
+            retired: std::sync::atomic::AtomicBool::new(false),
             id,
         };
         Router { inner: Arc::new(inner) }
@@ -82,7 +85,19 @@ impl Router {
 
     /// The owner of an ownership key among the live routers.
     pub fn owner(&self, key: &str) -> Option<RouterId> {
+        if self.inner.retired.load(std::sync::atomic::Ordering::Acquire) {
+            let me = &self.inner.id;
+            return self.inner.routers.with_live(|live| owner(key, live.ids().filter(|id| *id != me)).cloned());
+        }
         self.inner.routers.with_live(|live| owner(key, live.ids()).cloned())
+    }
+
+    /// Hands everything over before leaving: from now on this replica owns
+    /// no key in its own view, so publishes to it are refused `NOT_OWNER`
+    /// (the gateway publishes again to the next owner) instead of being
+    /// numbered by two routers at once while the others learn it is gone.
+    pub fn retire(&self) {
+        self.inner.retired.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether this replica owns `key` in its view.

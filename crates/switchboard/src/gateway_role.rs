@@ -89,10 +89,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     // Ready while the lease is held and a router session is up.
     let watch = tokio::spawn({
-        let (link, readiness, stop) = (link.clone(), readiness.clone(), shutdown.clone());
+        let (link, readiness) = (link.clone(), readiness.clone());
         async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
-            while !stop.is_cancelled() {
+            loop {
                 tick.tick().await;
                 readiness.set(link.ready());
             }
@@ -108,18 +108,23 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     wait_for_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
+    // Not ready first (the load balancer stops sending new clients), then
+    // the sessions close gradually and their clients resume elsewhere.
+    tracing::info!(period = ?settings.drain_period, "draining");
+    let started = std::time::Instant::now();
     readiness.set(false);
+    watch.abort();
+    gateway.drain(settings.drain_period).await;
+    shutdown.cancel();
     gateway.shutdown();
     if tokio::time::timeout(SHUTDOWN_GRACE, gateway.drained()).await.is_err() {
         tracing::warn!("sessions still open after the grace period");
     }
+    tracing::info!(took = ?started.elapsed(), "drained");
     // Sessions were kept for recovery while closing; now the lease goes.
     link_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
     let _ = server.await;
     let _ = admin_task.await;
-    let _ = watch.await;
     Ok(())
 }

@@ -5,9 +5,11 @@
 //! admin port (`/metrics`, `/healthz`, `/readyz`) on SWITCHBOARD_ADMIN_LISTEN.
 //!
 //! Ready (and gRPC health `SERVING`) while it holds its lease and Redis
-//! answers. On SIGTERM or Ctrl-C: not ready, sessions end (gateways move to
-//! the other replicas), the server stops, the lease is removed so that the
-//! rooms move at once, and the process exits 0, within a few seconds.
+//! answers. On SIGTERM or Ctrl-C it hands its rooms over: not ready, it owns
+//! nothing any more (publishes to it are refused `NOT_OWNER`, and gateways
+//! send them to the next owner), its lease is removed so that the others
+//! see the new owners at once, it keeps serving for a second while gateways
+//! move, then sessions end and the process exits 0.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,11 @@ use crate::telemetry;
 /// How long each step of a shutdown may take (the gRPC server's stop, the
 /// lease's removal).
 const SHUTDOWN_STEP: Duration = Duration::from_secs(2);
+
+/// How long a leaving router keeps serving after removing its lease: the
+/// others read the live set every 250 ms, and a publish refused meanwhile
+/// is sent again to the new owner.
+const HANDOVER: Duration = Duration::from_secs(1);
 
 /// The router's settings: the defaults, with room streams kept as long as
 /// both recovery and history need them (a room's stream is its recovery log
@@ -94,19 +101,26 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
             Err(error) => anyhow::Error::new(error).context("the gRPC server panicked"),
         }),
     };
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: handing the rooms over");
     readiness.set(false);
-    shutdown.cancel();
-    if failed.is_none() && tokio::time::timeout(SHUTDOWN_STEP, &mut grpc_task).await.is_err() {
-        tracing::warn!("the gRPC server did not stop in time");
-        grpc_task.abort();
-    }
+    // Hand over first: own nothing (publishes are refused NOT_OWNER and go
+    // to the next owner), remove the lease so that everyone sees the new
+    // owners at their next read, and keep serving while the gateways move.
+    router.retire();
     leave.cancel();
     match tokio::time::timeout(SHUTDOWN_STEP, running).await {
         Ok(Ok(Ok(()))) => tracing::info!("lease removed"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "the lease could not be removed; it ends by itself"),
         Ok(Err(error)) => tracing::warn!(%error, "the router task failed"),
         Err(_) => tracing::warn!("removing the lease took too long; it ends by itself"),
+    }
+    if failed.is_none() {
+        tokio::time::sleep(HANDOVER).await;
+    }
+    shutdown.cancel();
+    if failed.is_none() && tokio::time::timeout(SHUTDOWN_STEP, &mut grpc_task).await.is_err() {
+        tracing::warn!("the gRPC server did not stop in time");
+        grpc_task.abort();
     }
     let _ = tokio::time::timeout(SHUTDOWN_STEP, admin_task).await;
     match failed {

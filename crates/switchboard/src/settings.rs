@@ -143,6 +143,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "SWITCHBOARD_CLUSTER_SECRET", hide_env_values = true, global = true)]
     pub(crate) cluster_secret: Option<String>,
 
+    /// Gateway role: on SIGTERM, how long closing every session takes (in
+    /// batches with jitter, so that clients reconnect elsewhere gradually).
+    #[arg(long, env = "SWITCHBOARD_DRAIN_PERIOD", default_value = "10s", value_parser = duration("SWITCHBOARD_DRAIN_PERIOD"), global = true)]
+    pub(crate) drain_period: Duration,
+
     /// Tracing filter, e.g. `info` or `switchboard_gateway=debug`.
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info", global = true)]
     pub(crate) log: String,

@@ -55,6 +55,15 @@ pub enum ConnectError {
     Timeout,
 }
 
+/// Why [`TestClient::try_emit_with_ack`] got no acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    /// The connection closed first.
+    Closed,
+    /// No ack within the timeout.
+    Timeout,
+}
+
 /// A connected socket.
 pub struct TestClient {
     id: String,
@@ -105,6 +114,8 @@ impl TestClient {
                         break;
                     }
                 }
+                // No ack can come any more: waiters learn it now.
+                lock(&reader.shared.acks).clear();
             })
         };
         let mut client = TestClient {
@@ -172,14 +183,43 @@ impl TestClient {
     }
 
     pub async fn emit_binary_with_ack(&self, event: &str, args: &[Value], attachments: &[Bytes]) -> Vec<Value> {
+        match self.send_with_ack(event, args, attachments, WAIT).await {
+            Ok(args) => args,
+            Err(AckError::Closed) => panic!("{}: connection closed before the ack of {event}", self.id),
+            Err(AckError::Timeout) => panic!("{}: no ack of {event} within {WAIT:?}", self.id),
+        }
+    }
+
+    /// Emits an event and waits up to `timeout` for its acknowledgement; a
+    /// missing ack is a value, not a panic, for tests that count them
+    /// (outages, where an emit may be answered with an error or not at all).
+    pub async fn try_emit_with_ack(
+        &self,
+        event: &str,
+        args: &[Value],
+        timeout: Duration,
+    ) -> Result<Vec<Value>, AckError> {
+        self.send_with_ack(event, args, &[], timeout).await
+    }
+
+    async fn send_with_ack(
+        &self,
+        event: &str,
+        args: &[Value],
+        attachments: &[Bytes],
+        timeout: Duration,
+    ) -> Result<Vec<Value>, AckError> {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.acks).insert(id, tx);
         self.send_packet(self.event_packet(event, args, Some(id), attachments.len()), attachments);
-        match tokio::time::timeout(WAIT, rx).await {
-            Ok(Ok(args)) => args,
-            Ok(Err(_)) => panic!("{}: connection closed before the ack of {event}", self.id),
-            Err(_) => panic!("{}: no ack of {event} within {WAIT:?}", self.id),
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(args)) => Ok(args),
+            Ok(Err(_)) => Err(AckError::Closed),
+            Err(_) => {
+                lock(&self.shared.acks).remove(&id);
+                Err(AckError::Timeout)
+            }
         }
     }
 

@@ -24,6 +24,44 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> HttpResponse {
+    match try_request(addr, method, path, headers, body, crate::WAIT).await {
+        Ok(response) => response,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// Why [`try_request`] got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Connecting, writing or reading failed (nothing listening, reset, ...).
+    Io(String),
+    /// No complete answer within the timeout.
+    Timeout(String),
+    /// The bytes received are not an HTTP/1.1 answer.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Io(what) | RequestError::Timeout(what) | RequestError::Unreadable(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// As [`request`], but a failure is a value, not a panic: for probes of a
+/// process that may not be listening yet (readiness, metrics of a node that
+/// was killed).
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: std::time::Duration,
+) -> Result<HttpResponse, RequestError> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         let body = body.unwrap_or_default();
@@ -41,12 +79,19 @@ pub async fn request(
         stream.read_to_end(&mut raw).await?;
         Ok::<_, std::io::Error>(raw)
     };
-    let raw = match tokio::time::timeout(crate::WAIT, exchange).await {
+    let raw = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(raw)) => raw,
-        Ok(Err(error)) => panic!("{method} {path}: {error}"),
-        Err(_) => panic!("{method} {path}: no answer within {:?}", crate::WAIT),
+        Ok(Err(error)) => return Err(RequestError::Io(format!("{method} http://{addr}{path}: {error}"))),
+        Err(_) => {
+            return Err(RequestError::Timeout(format!("{method} http://{addr}{path}: no answer within {timeout:?}")));
+        }
     };
-    parse(&raw).unwrap_or_else(|| panic!("{method} {path}: unreadable answer {:?}", String::from_utf8_lossy(&raw)))
+    parse(&raw).ok_or_else(|| {
+        RequestError::Unreadable(format!(
+            "{method} http://{addr}{path}: unreadable answer {:?}",
+            String::from_utf8_lossy(&raw)
+        ))
+    })
 }
 
 fn parse(raw: &[u8]) -> Option<HttpResponse> {

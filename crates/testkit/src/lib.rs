@@ -9,6 +9,10 @@
 //!   emit with or without an ack, wait for an event, expect no event, raw
 //!   frames for malformed input.
 //! - [`http`]: one HTTP/1.1 request, for the server API.
+//! - [`redis`]: [`RedisServer`], a private `redis-server` on a free port.
+//! - [`cluster`]: [`Cluster`], a real cluster of the `switchboard` binary
+//!   (Redis, routers, gateways as child processes) to kill, restart and
+//!   scrape.
 //!
 //! Waiting is always bounded: a wait that times out panics with what was
 //! received instead, which is the message a failing test should print.
@@ -27,13 +31,15 @@
 //! ```
 
 pub mod client;
+pub mod cluster;
 pub mod http;
 pub mod redis;
 pub mod server;
 pub mod wait;
 
-pub use client::{ConnectError, Event, TestClient};
-pub use http::HttpResponse;
+pub use client::{AckError, ConnectError, Event, TestClient};
+pub use cluster::{Cluster, ClusterOptions, Metrics, Role};
+pub use http::{HttpResponse, RequestError};
 pub use redis::RedisServer;
 pub use server::{Options, TestServer, spawn_standalone};
 pub use switchboard_auth::mint_hs256;

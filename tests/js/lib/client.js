@@ -48,6 +48,8 @@ function record(socket) {
 //   tokenVia: "auth" (auth.token, default) or "header" (Authorization: Bearer)
 //   name, role: claims of the fresh token
 //   auth, extraHeaders, transports, reconnection: socket.io-client options
+//   url: the base url to connect to (default: server.clientUrl(), which is
+//        the server, or the next gateway of a cluster)
 function makeSocket(server, ns = "/", opts = {}) {
   const user = opts.user || uid("user");
   const token =
@@ -58,7 +60,8 @@ function makeSocket(server, ns = "/", opts = {}) {
     if (opts.tokenVia === "header") extraHeaders.Authorization = `Bearer ${token}`;
     else auth.token = token;
   }
-  const socket = io(`${server.url}${ns}`, {
+  const base = opts.url || server.clientUrl();
+  const socket = io(`${base}${ns}`, {
     forceNew: true,
     autoConnect: false,
     transports: opts.transports || [TRANSPORT],
@@ -75,6 +78,7 @@ function makeSocket(server, ns = "/", opts = {}) {
     extraHeaders,
   });
   socket.user = user;
+  socket.baseUrl = base;
   socket.userName = opts.name === undefined ? `Name ${user}` : opts.name;
   record(socket);
   sockets.add(socket);
@@ -261,7 +265,8 @@ async function rawSend(server, socket, text) {
     engine.transport.ws.send(text);
     return;
   }
-  await httpRequest("POST", `${server.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(engine.id)}`, {
+  const base = socket.baseUrl || server.url;
+  await httpRequest("POST", `${base}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(engine.id)}`, {
     headers: { "Content-Type": "text/plain;charset=UTF-8" },
     body: text,
   });
