@@ -11,8 +11,9 @@
 #     Secret/ConfigMap keys, security contexts, drain timing), every
 #     `.Values` path of the chart's templates against values.yaml (and every
 #     value used), SWITCHBOARD_* names against settings.rs, metric names
-#     against the crates, the chart's alerts against the plain ones, the
-#     Dockerfile and its build context;
+#     against the crates, both PrometheusRules against
+#     deploy/prometheus/switchboard-alerts.yml, the Dockerfile and its build
+#     context;
 #   - the chart rendered by scripts/helm-render (Go text/template + sprig +
 #     Helm's functions, built from Debian packages; installed when missing,
 #     SB_DEPLOY_RENDER=0 skips it) with values.yaml and each
@@ -102,8 +103,9 @@ step "checks of scripts/validate_deploy.py"
 "$py" scripts/validate_deploy.py values-paths helm/switchboard
 "$py" scripts/validate_deploy.py values-keys helm/switchboard helm/switchboard/ci/*.yaml
 "$py" scripts/validate_deploy.py names "${plain[@]}" helm/switchboard/values.yaml helm/switchboard/templates/* \
-  docs/operations.md helm/README.md
-"$py" scripts/validate_deploy.py rules deploy/kubernetes/prometheusrule.yaml helm/switchboard/templates/prometheusrule.yaml
+  helm/switchboard/files/* docs/operations.md helm/README.md
+"$py" scripts/validate_deploy.py rules deploy/prometheus/switchboard-alerts.yml deploy/kubernetes/prometheusrule.yaml \
+  helm/switchboard/files/switchboard-alerts.yml
 "$py" scripts/validate_deploy.py dockerfile
 
 step "kustomize (kubectl kustomize deploy/kubernetes)"
@@ -148,6 +150,8 @@ else
     kube_validate "chart with $name" "$out"
     "$py" scripts/validate_deploy.py wiring "chart with $name" "$out"
   done
+  "$py" scripts/validate_deploy.py rules deploy/prometheus/switchboard-alerts.yml deploy/kubernetes/prometheusrule.yaml \
+    helm/switchboard/files/switchboard-alerts.yml "$tmp"/rendered-*.yaml
   # Values the chart must refuse, with a message naming the value.
   refused=0
   while IFS='|' read -r values expect; do

@@ -12,7 +12,9 @@ yamllint); each subcommand prints what it checked and exits 1 on a problem.
                             drain timing)
   names FILES...            SWITCHBOARD_* variables exist in settings.rs;
                             switchboard_* metrics exist in the crates
-  rules PLAIN CHART_TPL     the chart's PrometheusRule has the plain one's rules
+  rules ALERTS PLAIN COPY [RENDERED...]
+                            the PrometheusRules (plain, the chart's copy of the
+                            rule file, rendered charts) hold ALERTS' groups
   dockerfile                the Dockerfile's user, ports, entrypoint, context
 
 Needs PyYAML (installed with kubernetes-validate).
@@ -486,6 +488,13 @@ def wiring(label: str, files: list[str]) -> int:
         selected = [s for s in by_kind.get("Service", {}).values()
                     if matches(sm["spec"]["selector"], s["metadata"].get("labels") or {})]
         ports = {p.get("name") for s in selected for p in s["spec"]["ports"]}
+        for endpoint in sm["spec"]["endpoints"]:
+            jobs = [r for r in endpoint.get("relabelings") or [] if r.get("targetLabel") == "job"]
+            if [(r.get("sourceLabels"), r.get("replacement")) for r in jobs] != [
+                (["__meta_kubernetes_pod_label_app_kubernetes_io_component"], "switchboard-$1")
+            ]:
+                problem(f"ServiceMonitor/{sm['metadata']['name']}: job must be switchboard-<component> "
+                        f"(the alert rules' job names)")
         if len(selected) != 2 or any(e["port"] not in ports for e in sm["spec"]["endpoints"]):
             problem(f"ServiceMonitor/{sm['metadata']['name']}: should select the gateway and router Services "
                     f"with their `admin` port (selects {[s['metadata']['name'] for s in selected]})")
@@ -495,53 +504,45 @@ def wiring(label: str, files: list[str]) -> int:
 
 # === names ==================================================================
 
-# Being added in another branch; accepted until settings.rs has it.
-PENDING_SETTINGS = {"SWITCHBOARD_DRAIN_PERIOD"}
-
-
 def names(files: list[str]) -> int:
     print("== SWITCHBOARD_* variables and switchboard_* metrics against the code")
     settings = set(re.findall(r'env = "(SWITCHBOARD_\w+)"', (ROOT / "crates/switchboard/src/settings.rs").read_text()))
     source = "\n".join(p.read_text() for p in (ROOT / "crates").rglob("*.rs") if "/tests/" not in str(p))
     metrics = set(re.findall(r'"(switchboard_[a-z0-9_]+)"', source))
-    seen_vars, seen_metrics, pending = set(), set(), set()
+    seen_vars, seen_metrics = set(), set()
     for name in files:
         text = Path(name).read_text()
         for var in set(re.findall(r"\bSWITCHBOARD_[A-Z0-9_]+\b", text)):
             seen_vars.add(var)
             if var not in settings:
-                if var in PENDING_SETTINGS:
-                    pending.add(var)
-                else:
-                    problem(f"{name}: {var} is not a setting of crates/switchboard/src/settings.rs")
+                problem(f"{name}: {var} is not a setting of crates/switchboard/src/settings.rs")
         for metric in set(re.findall(r"\bswitchboard_[a-z0-9_]+\b", text)):
             base = re.sub(r"_(bucket|sum|count)$", "", metric)
             seen_metrics.add(metric)
             if metric not in metrics and base not in metrics:
                 problem(f"{name}: metric {metric} is exported by no crate")
-    for var in sorted(pending):
-        print(f"  note {var} is not in settings.rs yet (being added in another branch); accepted")
     return finish(f"{len(seen_vars)} variables and {len(seen_metrics)} metrics named in {len(files)} files exist")
 
 
-# === rules ==================================================================
+# === rules =================================================================
 
 
-def rules(plain: str, chart_template: str) -> int:
-    print("== the chart's PrometheusRule against deploy/kubernetes/prometheusrule.yaml")
-    expected = yaml.safe_load(Path(plain).read_text())["spec"]["groups"]
-    text = Path(chart_template).read_text()
-    # Helm's own actions go (control lines; a value becomes `x`), then the
-    # escaped Prometheus ones ({{`{{ $value }}`}}) are unescaped.
-    text = text.replace('{{ include "switchboard.fullname" . }}', "switchboard")
-    text = "\n".join(line for line in text.splitlines() if not re.match(r"\s*\{\{[^`]", line))
-    text = re.sub(r"^(\s*\w+:\s*)\{\{[^`].*?\}\}\s*$", r"\1x", text, flags=re.M)
-    text = re.sub(r"\{\{`(.*?)`\}\}", r"\1", text)
-    got = yaml.safe_load(text)["spec"]["groups"]
-    if got != expected:
-        problem(f"{chart_template}: its rules differ from {plain}")
+def rules(alerts: str, plain: str, chart_copy: str, rendered: list[str]) -> int:
+    print(f"== PrometheusRules against {alerts}")
+    expected = yaml.safe_load(Path(alerts).read_text())["groups"]
+    if yaml.safe_load(Path(plain).read_text())["spec"]["groups"] != expected:
+        problem(f"{plain}: spec.groups differ from the groups of {alerts}")
+    if Path(chart_copy).read_bytes() != Path(alerts).read_bytes():
+        problem(f"{chart_copy} is not a copy of {alerts}: cp {alerts} {chart_copy}")
+    for name in rendered:
+        for doc in load_docs([name]):
+            if doc["kind"] == "PrometheusRule":
+                groups = [g for g in doc["spec"]["groups"] if g["name"] != "switchboard-extra"]
+                if groups != expected:
+                    problem(f"{name}: the chart's PrometheusRule differs from {alerts}")
     count = sum(len(g["rules"]) for g in expected)
-    return finish(f"{count} alerts, the same in both")
+    return finish(f"{count} alerts in {len(expected)} groups, the same in the plain manifest, the chart's copy"
+                  f"{' and ' + str(len(rendered)) + ' renders' if rendered else ''}")
 
 
 # === dockerfile =============================================================
@@ -613,7 +614,7 @@ def main(argv: list[str]) -> int:
     if command == "names":
         return names(args)
     if command == "rules":
-        return rules(args[0], args[1])
+        return rules(args[0], args[1], args[2], args[3:])
     if command == "dockerfile":
         return dockerfile()
     print(f"unknown command {command}", file=sys.stderr)

@@ -3,8 +3,9 @@
 // with the sprig functions and Helm's own (include, tpl, required, toYaml,
 // fromYaml, toJson, fromJson, lookup), values from values.yaml merged with -f
 // files, numbers as float64 as Helm has them, and missing map keys as errors
-// (like `helm lint --strict`). It is not helm: no subcharts, no .Files, no
-// hooks, no values schema; `lookup` finds nothing, as under `helm template`.
+// (like `helm lint --strict`). It is not helm: no subcharts, no hooks, no
+// values schema, `.Files` has `Get` only, and `lookup` finds nothing, as
+// under `helm template`.
 //
 // Built with Debian's packages (golang-go, golang-github-masterminds-sprig-dev,
 // golang-gopkg-yaml.v2-dev) in GOPATH mode:
@@ -28,6 +29,13 @@ import (
 	"github.com/Masterminds/sprig"
 	yaml "gopkg.in/yaml.v2"
 )
+
+// chartFiles is the chart's `.Files`: every file outside templates/, by its
+// path relative to the chart.
+type chartFiles map[string][]byte
+
+// Get returns a file's content, or "" when there is no such file (as Helm).
+func (f chartFiles) Get(name string) string { return string(f[name]) }
 
 type valueFiles []string
 
@@ -68,7 +76,7 @@ type chartMeta struct {
 	Type        string `yaml:"type"`
 }
 
-func render(dir, release, namespace string, files []string, notes bool) (string, error) {
+func render(dir, release, namespace string, valueFiles []string, notes bool) (string, error) {
 	var meta chartMeta
 	if err := readYAML(filepath.Join(dir, "Chart.yaml"), &meta); err != nil {
 		return "", err
@@ -77,7 +85,7 @@ func render(dir, release, namespace string, files []string, notes bool) (string,
 	if err := readValues(filepath.Join(dir, "values.yaml"), &values); err != nil {
 		return "", err
 	}
-	for _, f := range files {
+	for _, f := range valueFiles {
 		var over map[string]interface{}
 		if err := readValues(f, &over); err != nil {
 			return "", err
@@ -144,9 +152,26 @@ func render(dir, release, namespace string, files []string, notes bool) (string,
 	}
 	root.Funcs(funcs)
 
+	files := chartFiles{}
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(rel, "templates/") || rel == "values.yaml" || rel == "Chart.yaml" {
+			return nil
+		}
+		files[rel], err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+
 	base := meta.Name + "/templates"
 	var names []string
-	err := filepath.Walk(filepath.Join(dir, "templates"), func(path string, info os.FileInfo, err error) error {
+	err = filepath.Walk(filepath.Join(dir, "templates"), func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
@@ -185,6 +210,7 @@ func render(dir, release, namespace string, files []string, notes bool) (string,
 				"KubeVersion": map[string]interface{}{"Version": "v1.37.0", "Major": "1", "Minor": "37"},
 			},
 			"Template": map[string]interface{}{"Name": tname, "BasePath": base},
+			"Files":    files,
 		}
 		var buf bytes.Buffer
 		if err := root.ExecuteTemplate(&buf, tname, data); err != nil {
