@@ -33,6 +33,14 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; 
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
 fi
 
+# The end-to-end metrics test has a real Prometheus scrape a cluster: it
+# needs the binary only (it starts its own, on a free port).
+if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+  step "install prometheus"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+fi
+
 step "format"
 cargo fmt --all -- --check
 
@@ -153,5 +161,8 @@ PY
     exit 1
   }
 )
+
+step "deployment files (Dockerfile, deploy/kubernetes, helm/switchboard)"
+scripts/validate-deploy.sh
 
 step "all tests passed"
