@@ -128,6 +128,25 @@ pub trait Broker: Send + Sync + 'static {
     /// one gets it.
     fn take<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
 
+    /// Counted slots: adds `member`, held by `holder` (an entry of the
+    /// lease set `holders`), to the slots `key`, unless `max` slots are
+    /// taken already by members whose holder's lease is live (the others
+    /// are dropped on the way: a holder that died leaks nothing). Taking a
+    /// slot a member holds already succeeds. Atomic; true when it was taken.
+    /// The slots expire `ttl` after the last change.
+    fn slot_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        member: &'a str,
+        holder: &'a str,
+        holders: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Gives a slot back.
+    fn slot_release<'a>(&'a self, key: &'a str, member: &'a str) -> BoxFuture<'a, Result<()>>;
+
     /// The value of `key`, if set and not expired.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
 

@@ -33,6 +33,8 @@ pub struct MemoryBroker {
     keys: Mutex<Keys>,
     channels: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
     leases: Mutex<Leases>,
+    /// Counted slots: per key, member → holder.
+    slots: Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +241,41 @@ impl Broker for MemoryBroker {
             let now = Instant::now();
             let removed = lock(&self.keys).map.remove(key);
             Ok(removed.and_then(|(value, expiry)| expiry.is_none_or(|at| at > now).then_some(value)))
+        })
+    }
+
+    fn slot_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        member: &'a str,
+        holder: &'a str,
+        holders: &'a str,
+        max: usize,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let live: Vec<String> = self.lease_members(holders).await?;
+            let mut slots = lock(&self.slots);
+            let slots = slots.entry(key.to_owned()).or_default();
+            slots.retain(|_, held_by| live.iter().any(|l| l == held_by) || held_by == holder);
+            if slots.contains_key(member) || slots.len() < max {
+                slots.insert(member.to_owned(), holder.to_owned());
+                return Ok(true);
+            }
+            Ok(false)
+        })
+    }
+
+    fn slot_release<'a>(&'a self, key: &'a str, member: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut slots = lock(&self.slots);
+            if let Some(held) = slots.get_mut(key) {
+                held.remove(member);
+                if held.is_empty() {
+                    slots.remove(key);
+                }
+            }
+            Ok(())
         })
     }
 

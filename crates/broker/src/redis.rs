@@ -392,6 +392,32 @@ impl Broker for RedisBroker {
         })
     }
 
+    fn slot_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        member: &'a str,
+        holder: &'a str,
+        holders: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let invocation = self.leases.slot(key, holders, member, holder, max, ttl_millis(ttl));
+            let taken =
+                self.run("HSET", |mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await }).await?;
+            Ok(taken == 1)
+        })
+    }
+
+    fn slot_release<'a>(&'a self, key: &'a str, member: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("HDEL");
+            cmd.arg(key).arg(member);
+            self.run("HDEL", |mut conn| async move { cmd.query_async::<Value>(&mut conn).await }).await?;
+            Ok(())
+        })
+    }
+
     fn lease_members<'a>(&'a self, set: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
             let invocation = self.leases.members(set);

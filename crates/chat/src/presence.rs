@@ -28,6 +28,8 @@ pub(crate) struct Presence {
     on_connect: bool,
     interval: Duration,
     namespaces: Mutex<HashMap<String, Arc<Online>>>,
+    /// Namespaces whose cluster-wide presence this gateway watches.
+    watched: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Presence of one namespace.
@@ -47,7 +49,13 @@ struct Schedule {
 
 impl Presence {
     pub(crate) fn new(broadcast: bool, on_connect: bool, interval: Duration) -> Self {
-        Self { broadcast, on_connect, interval, namespaces: Mutex::new(HashMap::new()) }
+        Self {
+            broadcast,
+            on_connect,
+            interval,
+            namespaces: Mutex::new(HashMap::new()),
+            watched: Mutex::new(std::collections::HashSet::new()),
+        }
     }
 
     fn online(&self, nsp: &str) -> Arc<Online> {
@@ -68,6 +76,21 @@ impl Presence {
     }
 
     pub(crate) async fn on_connect(&self, socket: &Arc<Socket>) {
+        let nsp = socket.namespace();
+        if nsp.is_clustered() {
+            // The owner counts; one gateway broadcasts the changes (see
+            // `watch_cluster`). The newcomer gets the list now.
+            if self.broadcast {
+                self.watch_cluster(nsp);
+            }
+            if self.broadcast || self.on_connect {
+                match self.list(nsp).await {
+                    Ok(list) => socket.emit_volatile("users:online", &[json!(list)]),
+                    Err(error) => tracing::debug!(%error, "users:online not sent on connect"),
+                }
+            }
+            return;
+        }
         let online = self.online(socket.namespace().name());
         let first = online.add(socket.user_id());
         if self.broadcast && first {
@@ -82,10 +105,61 @@ impl Presence {
     }
 
     pub(crate) fn on_disconnect(&self, socket: &Arc<Socket>) {
+        if socket.namespace().is_clustered() {
+            return;
+        }
         let online = self.online(socket.namespace().name());
         if online.remove(socket.user_id()) && self.broadcast {
             online.schedule(socket.namespace().clone(), self.interval);
         }
+    }
+}
+
+impl Presence {
+    /// In a cluster: `users:online` to the whole namespace when the list
+    /// changes, coalesced cluster-wide. One gateway at a time leads a
+    /// namespace's presence (rendezvous over the live gateways); it reads
+    /// the list from the namespace's owner every interval and broadcasts it
+    /// when it changed. Started once per namespace, on its first socket.
+    fn watch_cluster(&self, nsp: &Arc<Namespace>) {
+        {
+            let mut watched = lock(&self.watched);
+            if !watched.insert(nsp.name().to_owned()) {
+                return;
+            }
+        }
+        let (nsp, interval) = (nsp.clone(), self.interval);
+        tokio::spawn(async move {
+            let key = format!("presence:{}", nsp.name());
+            let mut last: Option<Vec<String>> = None;
+            let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if !nsp.cluster_leads(&key) {
+                    last = None;
+                    continue;
+                }
+                let list = match nsp.cluster_online_users().await {
+                    Some(Ok(list)) => list,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "presence not read");
+                        continue;
+                    }
+                    None => return,
+                };
+                // The first list a new leader reads is taken as known:
+                // the former leader broadcast it.
+                let Some(previous) = last.replace(list.clone()) else { continue };
+                if previous == list {
+                    continue;
+                }
+                match nsp.broadcast(&Target::all().volatile(), "users:online", &[json!(list)], &[]).await {
+                    Ok(_) => metrics::counter!("switchboard_chat_presence_broadcasts_total").increment(1),
+                    Err(error) => tracing::warn!(%error, "users:online not broadcast"),
+                }
+            }
+        });
     }
 }
 

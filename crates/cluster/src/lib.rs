@@ -85,6 +85,8 @@ struct Inner {
     requests: Arc<commands::Requests>,
     lanes: Arc<deliveries::Lanes>,
     channel: String,
+    /// This gateway's entry in `sb:gateways` (`<id>|<address>`).
+    lease_entry: String,
 }
 
 impl std::fmt::Debug for Link {
@@ -96,6 +98,7 @@ impl std::fmt::Debug for Link {
 impl Link {
     pub fn new(config: ClusterConfig, broker: Arc<dyn Broker>) -> Link {
         let own = Member::new(config.gateway_id.clone(), config.address.clone());
+        let lease_entry = own.lease_entry();
         let gateways = Membership::register(broker.clone(), GATEWAYS, own, config.lease);
         let routers_view = Membership::observe(broker.clone(), ROUTERS, config.lease);
         let gateway = Arc::new(OnceLock::new());
@@ -105,8 +108,19 @@ impl Link {
         let channel = switchboard_router::gateway_channel(&config.gateway_id);
         let requests = Arc::default();
         let lanes = Arc::default();
-        let inner =
-            Inner { config, broker, gateway, gateways, routers_view, routers, sessions, requests, lanes, channel };
+        let inner = Inner {
+            config,
+            broker,
+            gateway,
+            gateways,
+            routers_view,
+            routers,
+            sessions,
+            requests,
+            lanes,
+            channel,
+            lease_entry,
+        };
         Link { inner: Arc::new(inner) }
     }
 
@@ -313,6 +327,15 @@ impl Link {
     }
 }
 
+/// How long a user's socket slots outlive their last change.
+const USER_SLOTS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The socket slots of a user in a namespace (SWITCHBOARD_MAX_SOCKETS_PER_USER
+/// cluster-wide).
+fn user_slots_key(nsp: &str, user: &str) -> String {
+    format!("sb:usersockets:{nsp}:{user}")
+}
+
 /// Why a publish attempt failed.
 enum Retry {
     NoRouter,
@@ -397,6 +420,37 @@ impl ClusterLink for Link {
                 .map_err(|status| Unavailable(status.message().to_owned()))?;
             Ok(reply.into_inner().user_ids)
         })
+    }
+
+    fn acquire_user_slot<'a>(
+        &'a self,
+        nsp: &'a str,
+        user: &'a str,
+        sid: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<bool, Unavailable>> {
+        Box::pin(async move {
+            let key = user_slots_key(nsp, user);
+            self.inner
+                .broker
+                .slot_acquire(&key, sid, &self.inner.lease_entry, GATEWAYS, max, USER_SLOTS_TTL)
+                .await
+                .map_err(|error| Unavailable(error.to_string()))
+        })
+    }
+
+    fn release_user_slot(&self, nsp: &str, user: &str, sid: &str) {
+        let (broker, key, sid) = (self.inner.broker.clone(), user_slots_key(nsp, user), sid.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = broker.slot_release(&key, &sid).await {
+                tracing::debug!(%error, "socket slot not released (it goes with this gateway's lease)");
+            }
+        });
+    }
+
+    fn leads(&self, key: &str) -> bool {
+        let own = &self.inner.config.gateway_id;
+        self.inner.gateways.with_live(|live| switchboard_router::ownership::owner(key, live.ids()) == Some(own))
     }
 
     fn history<'a>(

@@ -157,6 +157,23 @@ pub trait ClusterLink: Send + Sync + 'static {
     /// the namespace counts them (after this gateway's own announcements).
     fn online_users<'a>(&'a self, nsp: &'a str) -> BoxFuture<'a, Result<Vec<String>, Unavailable>>;
 
+    /// Takes one of a user's `max` socket slots in `nsp` for socket `sid`,
+    /// cluster-wide; false when the user holds `max` already.
+    fn acquire_user_slot<'a>(
+        &'a self,
+        nsp: &'a str,
+        user: &'a str,
+        sid: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<bool, Unavailable>>;
+
+    /// Gives a socket's slot back (in the background).
+    fn release_user_slot(&self, nsp: &str, user: &str, sid: &str);
+
+    /// Whether this gateway leads `key` among the live gateways (one does
+    /// at a time): for work one gateway does for the cluster.
+    fn leads(&self, key: &str) -> bool;
+
     /// The kept messages of a room (broadcasts stored with an id), oldest
     /// first: the first `limit` after the id `since`, or the newest `limit`.
     /// Each is the first argument of its packet, as JSON.

@@ -383,7 +383,25 @@ impl EngineConn {
         if resumable.is_some() {
             socket.hold();
         }
+        if let Some(link) = &nsp.link {
+            // The limit holds cluster-wide: a slot per socket in Redis.
+            let max = self.shared.config.limits.max_sockets_per_user;
+            match link.acquire_user_slot(nsp.name(), socket.user_id(), socket.id(), max).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    socket.mark_disconnected();
+                    Limit::SocketsPerUser.count();
+                    return self.refuse(&packet.nsp, "Too many connections", "too_many_connections");
+                }
+                // Without Redis the socket cannot do much anyway; it is not
+                // refused for a limit that cannot be counted.
+                Err(error) => tracing::debug!(%error, "sockets per user not counted"),
+            }
+        }
         if !nsp.add_socket(&socket, self.shared.config.limits.max_sockets_per_user) {
+            if let Some(link) = &nsp.link {
+                link.release_user_slot(nsp.name(), socket.user_id(), socket.id());
+            }
             socket.mark_disconnected();
             Limit::SocketsPerUser.count();
             return self.refuse(&packet.nsp, "Too many connections", "too_many_connections");

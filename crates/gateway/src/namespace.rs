@@ -206,6 +206,9 @@ impl Namespace {
             }
         }
         socket.fail_pending_acks();
+        if let Some(link) = &self.link {
+            link.release_user_slot(&self.name, socket.user_id(), socket.id());
+        }
         if let Some(pid) = socket.pid() {
             if let Some(recovery) = &self.recovery
                 && reason.is_recoverable()
@@ -277,6 +280,12 @@ impl Namespace {
     pub async fn cluster_online_users(&self) -> Option<Result<Vec<String>, Unavailable>> {
         let link = self.link.as_ref()?;
         Some(link.online_users(&self.name).await)
+    }
+
+    /// Whether this gateway leads `key` in the cluster (see
+    /// [`ClusterLink::leads`]); always true when standalone.
+    pub fn cluster_leads(&self, key: &str) -> bool {
+        self.link.as_ref().is_none_or(|link| link.leads(key))
     }
 
     /// In a cluster, the kept messages of a room (see

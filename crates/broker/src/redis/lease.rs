@@ -28,20 +28,61 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now), '+inf')
 ";
 
-/// The two scripts, loaded once per broker.
+/// KEYS[1] slots (a hash member → holder), KEYS[2] the holders' lease set;
+/// ARGV[1] member, ARGV[2] holder, ARGV[3] max, ARGV[4] ttl in ms. Slots of
+/// holders whose lease ended are dropped first. 1 when taken, else 0.
+const SLOT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  local held = redis.call('HGETALL', KEYS[1])
+  local taken = 0
+  for i = 1, #held, 2 do
+    local expiry = redis.call('ZSCORE', KEYS[2], held[i + 1])
+    if held[i + 1] == ARGV[2] or (expiry and tonumber(expiry) > now) then
+      taken = taken + 1
+    else
+      redis.call('HDEL', KEYS[1], held[i])
+    end
+  end
+  if taken >= tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// The scripts, loaded once per broker.
 pub(super) struct LeaseScripts {
     renew: Script,
     members: Script,
+    slot: Script,
 }
 
 impl LeaseScripts {
     pub(super) fn new() -> Self {
-        Self { renew: Script::new(RENEW), members: Script::new(MEMBERS) }
+        Self { renew: Script::new(RENEW), members: Script::new(MEMBERS), slot: Script::new(SLOT) }
     }
 
     pub(super) fn renew(&self, set: &str, member: &str, ttl_ms: u64) -> ScriptInvocation<'_> {
         let mut invocation = self.renew.key(set);
         invocation.arg(member).arg(ttl_ms);
+        invocation
+    }
+
+    pub(super) fn slot(
+        &self,
+        key: &str,
+        holders: &str,
+        member: &str,
+        holder: &str,
+        max: usize,
+        ttl_ms: u64,
+    ) -> ScriptInvocation<'_> {
+        let mut invocation = self.slot.key(key);
+        invocation.key(holders).arg(member).arg(holder).arg(max).arg(ttl_ms);
         invocation
     }
 

@@ -245,6 +245,22 @@ impl Broker for Switch {
         self.gate(move || self.inner.get(key))
     }
 
+    fn slot_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        member: &'a str,
+        holder: &'a str,
+        holders: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, BrokerError>> {
+        self.gate(move || self.inner.slot_acquire(key, member, holder, holders, max, ttl))
+    }
+
+    fn slot_release<'a>(&'a self, key: &'a str, member: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.gate(move || self.inner.slot_release(key, member))
+    }
+
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, BrokerError>> {
         self.gate(move || self.inner.delete(key))
     }
