@@ -139,6 +139,22 @@ impl Chat {
         Arc::new(notifications::NotificationsHandler)
     }
 
+    /// In a cluster, starts following presence in every namespace of
+    /// `gateway` (the gateway that leads a namespace's presence broadcasts
+    /// `users:online`, whether or not it holds sockets there). Call once
+    /// the gateway is built; dynamic namespaces are followed from their
+    /// first socket on each gateway.
+    pub fn follow_presence(&self, gateway: &Gateway) {
+        if !self.config.presence_broadcast {
+            return;
+        }
+        for nsp in gateway.namespaces() {
+            if nsp.is_clustered() && nsp.name() != NOTIFICATIONS_NAMESPACE {
+                self.presence.watch_cluster(&nsp);
+            }
+        }
+    }
+
     /// The server API under `/api/`; with no key, every `/api/` path is 404.
     pub fn api_router(self: &Arc<Self>, gateway: Gateway, api_key: Option<String>) -> axum::Router {
         api::router(self.clone(), gateway, api_key)

@@ -121,7 +121,7 @@ impl Presence {
     /// namespace's presence (rendezvous over the live gateways); it reads
     /// the list from the namespace's owner every interval and broadcasts it
     /// when it changed. Started once per namespace, on its first socket.
-    fn watch_cluster(&self, nsp: &Arc<Namespace>) {
+    pub(crate) fn watch_cluster(&self, nsp: &Arc<Namespace>) {
         {
             let mut watched = lock(&self.watched);
             if !watched.insert(nsp.name().to_owned()) {

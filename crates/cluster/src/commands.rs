@@ -39,6 +39,24 @@ impl Requests {
         }
     }
 
+    /// Waits until this gateway's channel delivered everything published on
+    /// it before now: a marker (a reply to ourselves) is published on it
+    /// and comes back after them, channels keeping their order.
+    pub(crate) async fn catch_up(&self, broker: &Arc<dyn Broker>, own_channel: &str, within: Duration) {
+        let request_id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.pending.insert(request_id, tx);
+        let marker = v1::ChannelMessage {
+            request_id: 0,
+            reply_to: String::new(),
+            message: Some(OnChannel::Reply(v1::Reply { request_id, ..Default::default() })),
+        };
+        if broker.publish(own_channel, Bytes::from(marker.encode_to_vec())).await.is_ok() {
+            let _ = tokio::time::timeout(within, rx.recv()).await;
+        }
+        self.pending.remove(&request_id);
+    }
+
     /// Publishes `command` to each of `gateways` and sums their replies.
     pub(crate) async fn ask(
         &self,

@@ -422,6 +422,10 @@ impl ClusterLink for Link {
         })
     }
 
+    fn catch_up(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.requests.catch_up(&self.inner.broker, &self.inner.channel, Duration::from_secs(1)))
+    }
+
     fn acquire_user_slot<'a>(
         &'a self,
         nsp: &'a str,

@@ -86,6 +86,7 @@ async fn start_gateway(redis: &RedisServer, id: &str) -> GatewayNode {
         .cluster(SidSigner::new(id, SECRET.as_bytes()), Arc::new(LinkPeers(link.clone())))
         .build();
     link.attach(gateway.clone());
+    chat.follow_presence(&gateway);
     let app = gateway.router().merge(chat.api_router(gateway.clone(), Some(API_KEY.to_owned())));
     let stop = CancellationToken::new();
     tokio::spawn(switchboard_gateway::serve(listener, app, stop.clone()));

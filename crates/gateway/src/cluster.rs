@@ -157,6 +157,11 @@ pub trait ClusterLink: Send + Sync + 'static {
     /// the namespace counts them (after this gateway's own announcements).
     fn online_users<'a>(&'a self, nsp: &'a str) -> BoxFuture<'a, Result<Vec<String>, Unavailable>>;
 
+    /// Resolves once this gateway delivered every broadcast handed to it
+    /// before now (bounded in time): a socket that connects after that
+    /// gets none of the broadcasts acknowledged before it connected.
+    fn catch_up(&self) -> BoxFuture<'_, ()>;
+
     /// Takes one of a user's `max` socket slots in `nsp` for socket `sid`,
     /// cluster-wide; false when the user holds `max` already.
     fn acquire_user_slot<'a>(

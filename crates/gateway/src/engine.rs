@@ -384,6 +384,11 @@ impl EngineConn {
             socket.hold();
         }
         if let Some(link) = &nsp.link {
+            if resumable.is_none() {
+                // Broadcasts acknowledged before this CONNECT, and still on
+                // their way to this gateway, are not for this socket.
+                link.catch_up().await;
+            }
             // The limit holds cluster-wide: a slot per socket in Redis.
             let max = self.shared.config.limits.max_sockets_per_user;
             match link.acquire_user_slot(nsp.name(), socket.user_id(), socket.id(), max).await {

@@ -64,6 +64,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let gateway = builder.build();
     link.attach(gateway.clone());
+    chat.follow_presence(&gateway);
     let app = gateway.router().merge(chat.api_router(gateway.clone(), settings.api_key.clone()));
 
     let listener = TcpListener::bind(settings.listen)
