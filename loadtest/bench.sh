@@ -90,9 +90,11 @@ if [[ -n $custom_cmd ]]; then servers=$custom_name; fi
 ulimit -n 1000000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 FD_LIMIT=$(ulimit -n)
 
-mkdir -p "$ROOT/loadtest/results"
 out=${out:-$ROOT/loadtest/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-: >"$out"
+if [[ -z $markdown_of ]]; then
+  mkdir -p "$(dirname "$out")"
+  : >"$out"
+fi
 
 log() { echo "bench: $*" >&2; }
 
