@@ -4,21 +4,31 @@
 # load generator to another, and prints per scenario the server's CPU time per
 # delivered message, RSS per idle connection, deliveries/s, latency and loss.
 #
-# Usage: loadtest/bench.sh [--servers node,node-cluster,socketioxide,socketioxide-cluster,switchboard]
+# Usage: loadtest/bench.sh [--servers node,node-cluster,socketioxide,socketioxide-cluster,switchboard,
+#                                    switchboard-cluster]
 #                          [--scenarios idle10k,fanout20,fanout400,fanoutmax,rooms1k,rooms5k,idle100k,
 #                                       idle2k,rooms1k10,fanoutshort]
-#                          [--repeat N] [--port P] [--out FILE] [--quick]
+#                          [--repeat N] [--interleave] [--port P] [--out FILE] [--quick]
 #        loadtest/bench.sh --pid PID --port P [--scenarios ...]   # a server already running
 #        loadtest/bench.sh --cmd 'COMMAND' --name NAME --port P   # any server start command
 #        loadtest/bench.sh --markdown RESULTS.jsonl   # medians of a past run as a Markdown table
+#
+# --interleave runs repetition by repetition (each repetition: every scenario,
+# each on every server in turn) instead of server by server, so that a drift of
+# the machine's other load falls on all servers alike.
 #
 # Each scenario gets a freshly started server (so RSS figures start clean),
 # stopped afterwards by its pid. `node-cluster` (`socketioxide-cluster`) is
 # two Node (socketioxide) processes with the Redis adapter plus a
 # redis-server, all on the server core; clients alternate between the two,
-# and CPU and RSS are summed over the three processes. With --pid nothing is started or stopped.
+# and CPU and RSS are summed over the three processes. `switchboard-cluster` is
+# a redis-server, one `switchboard router` and two `switchboard gateway`s, all
+# on the server core; it is used once every process answers /readyz; clients
+# alternate between the two gateways, and CPU and RSS are summed over the four
+# processes. With --pid nothing is started or stopped.
 # Everything is bounded in time: server start (30 s), each loadgen run
-# (`timeout`), server stop (5 s, then SIGKILL to that pid only).
+# (`timeout`), server stop (each process in the reverse order of its start:
+# SIGTERM, 5 s, then SIGKILL to that pid only).
 #
 # The server and the load generator each run in a session of their own
 # (setsid) whose autogroup gets nice $NICE: with autogroup scheduling, a plain
@@ -26,7 +36,9 @@
 # other sessions would otherwise take half of each core (runqueue waits of
 # 60 % were measured before this).
 #
-# env: SERVER_CPU (0), LOADGEN_CPU (1), NICE (-15), JWT_SECRET, LOADGEN (binary path),
+# env: SERVER_CPU (0), LOADGEN_CPU (1), NICE (-15), JWT_SECRET, CARGO_TARGET_DIR
+# (where the release binaries are found and built; default target/), LOADGEN and
+# SWITCHBOARD (binary paths; default CARGO_TARGET_DIR/release/{loadgen,switchboard}),
 # PEERS_TARGET (target dir for the socketioxide peer), SOURCE_ADDRS
 # (127.0.0.2-127.0.0.9, used when clients exceed one source's ports).
 set -euo pipefail
@@ -36,7 +48,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 NICE=${NICE:--15}
 JWT_SECRET=${JWT_SECRET:-bench-secret-not-for-production}
-LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LOADGEN=${LOADGEN:-$TARGET_DIR/release/loadgen}
+SWITCHBOARD=${SWITCHBOARD:-$TARGET_DIR/release/switchboard}
 PEERS_TARGET=${PEERS_TARGET:-$ROOT/target/peers}
 SOURCE_ADDRS=${SOURCE_ADDRS:-127.0.0.2-127.0.0.9}
 
@@ -49,6 +63,7 @@ attach_pid=""
 custom_cmd=""
 custom_name=custom
 quick=0
+interleave=0
 markdown_of=""
 
 while [[ $# -gt 0 ]]; do
@@ -62,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     --cmd) custom_cmd=$2; shift 2 ;;
     --name) custom_name=$2; shift 2 ;;
     --quick) quick=1; shift ;;
+    --interleave) interleave=1; shift ;;
     --markdown) markdown_of=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
@@ -74,9 +90,11 @@ if [[ -n $custom_cmd ]]; then servers=$custom_name; fi
 ulimit -n 1000000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 FD_LIMIT=$(ulimit -n)
 
-mkdir -p "$ROOT/loadtest/results"
 out=${out:-$ROOT/loadtest/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}
-: >"$out"
+if [[ -z $markdown_of ]]; then
+  mkdir -p "$(dirname "$out")"
+  : >"$out"
+fi
 
 log() { echo "bench: $*" >&2; }
 
@@ -102,8 +120,8 @@ ensure_server() {
         timeout 1800 cargo build --release --manifest-path "$ROOT/loadtest/peers/socketioxide/Cargo.toml" \
           --target-dir "$PEERS_TARGET"
       fi ;;
-    switchboard)
-      if [[ ! -x $ROOT/target/release/switchboard ]]; then
+    switchboard|switchboard-cluster)
+      if [[ ! -x $SWITCHBOARD ]]; then
         log "building switchboard"
         (cd "$ROOT" && timeout 1800 cargo build --release -p switchboard)
       fi ;;
@@ -113,12 +131,14 @@ ensure_server() {
 # --- server lifecycle -------------------------------------------------------
 
 SERVER_PIDS=()
+SERVER_NAMES=()
 
 # Starts one process of the server under test on the server core.
 spawn() { # log-name command...
   local logname=$1; shift
   boosted "$SERVER_CPU" "$@" >"$out.$logname.log" 2>&1 &
   SERVER_PIDS+=($!)
+  SERVER_NAMES+=("$logname")
 }
 
 # Runs a command pinned to a CPU in a new session whose autogroup has nice
@@ -144,6 +164,27 @@ wait_port() { # port
   return 1
 }
 
+# Waits until GET /readyz on an admin port answers 200 (30 s at most).
+wait_ready() { # port
+  local i pid
+  for i in $(seq 1 300); do
+    if curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz"; then return 0; fi
+    for pid in "${SERVER_PIDS[@]}"; do
+      if ! kill -0 "$pid" 2>/dev/null; then log "a server process exited at start; see $out.*.log"; return 1; fi
+    done
+    sleep 0.1
+  done
+  log "127.0.0.1:$1/readyz is not 200 after 30 s"
+  return 1
+}
+
+# Switchboard's settings for the benchmark, standalone and cluster alike:
+# presence lists off (the peers have no presence), the per-socket event rate
+# limit out of the way of the fan-out publisher (the peers have none).
+SWITCHBOARD_ENV=(SWITCHBOARD_JWT_SECRET="$JWT_SECRET" SWITCHBOARD_PRESENCE_BROADCAST=false
+  SWITCHBOARD_PRESENCE_ON_CONNECT=false SWITCHBOARD_EVENT_RATE=1000000 SWITCHBOARD_EVENT_BURST=1000000
+  SWITCHBOARD_LOG=warn)
+
 # Sets SERVER_URLS; the pids are in SERVER_PIDS.
 start_server() { # name
   local name=$1
@@ -163,23 +204,41 @@ start_server() { # name
       wait_port "$((port + 1))" || { stop_server; return 1; }
       SERVER_URLS="http://127.0.0.1:$port,http://127.0.0.1:$((port + 1))" ;;
     socketioxide) spawn socketioxide env PORT="$port" HOST=127.0.0.1 JWT_SECRET="$JWT_SECRET" "$PEERS_TARGET/release/peer-socketioxide" ;;
-    # Presence lists off (the peers have no presence), the per-socket event
-    # rate limit out of the way of the fan-out publisher (the peers have
-    # none), the admin port on a free port of its own.
+    # The admin port on a free port of its own.
     switchboard) spawn switchboard env SWITCHBOARD_LISTEN="127.0.0.1:$port" \
-        SWITCHBOARD_ADMIN_LISTEN="127.0.0.1:$((port + 1000))" SWITCHBOARD_JWT_SECRET="$JWT_SECRET" \
-        SWITCHBOARD_PRESENCE_BROADCAST=false SWITCHBOARD_PRESENCE_ON_CONNECT=false \
-        SWITCHBOARD_EVENT_RATE=1000000 SWITCHBOARD_EVENT_BURST=1000000 SWITCHBOARD_LOG=warn \
-        "$ROOT/target/release/switchboard" ;;
+        SWITCHBOARD_ADMIN_LISTEN="127.0.0.1:$((port + 1000))" "${SWITCHBOARD_ENV[@]}" "$SWITCHBOARD" ;;
+    # Redis on port+100 (no persistence), the router's gRPC on port+200 and
+    # its admin on port+1002, gateway i on port+i with admin on port+1000+i.
+    switchboard-cluster)
+      local redis_port=$((port + 100)) i
+      local redis_url="redis://127.0.0.1:$((port + 100))"
+      spawn redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
+      wait_port "$redis_port" || { stop_server; return 1; }
+      spawn router env SWITCHBOARD_REDIS_URL="$redis_url" SWITCHBOARD_GRPC_LISTEN="127.0.0.1:$((port + 200))" \
+        SWITCHBOARD_ADMIN_LISTEN="127.0.0.1:$((port + 1002))" SWITCHBOARD_NODE_ID=bench-router \
+        SWITCHBOARD_LOG=warn "$SWITCHBOARD" router
+      wait_ready "$((port + 1002))" || { stop_server; return 1; }
+      for i in 0 1; do
+        spawn "gateway$i" env SWITCHBOARD_LISTEN="127.0.0.1:$((port + i))" \
+          SWITCHBOARD_ADMIN_LISTEN="127.0.0.1:$((port + 1000 + i))" SWITCHBOARD_REDIS_URL="$redis_url" \
+          SWITCHBOARD_CLUSTER_SECRET=bench-cluster-secret SWITCHBOARD_NODE_ID="bench-gw$i" \
+          "${SWITCHBOARD_ENV[@]}" "$SWITCHBOARD" gateway
+      done
+      for i in 0 1; do wait_ready "$((port + 1000 + i))" || { stop_server; return 1; }; done
+      SERVER_URLS="http://127.0.0.1:$port,http://127.0.0.1:$((port + 1))" ;;
     *) spawn "$name" bash -c "exec $custom_cmd" ;;
   esac
   wait_port "$port" || { stop_server; return 1; }
 }
 
+# Stops the processes in the reverse order of their start (a cluster's
+# gateways before its router, Redis last, so that none waits on a dead
+# Redis), each by its pid: SIGTERM, then SIGKILL after 5 s.
 stop_server() {
-  local pid i
-  for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${SERVER_PIDS[@]}"; do
+  local pid i k
+  for ((k = ${#SERVER_PIDS[@]} - 1; k >= 0; k--)); do
+    pid=${SERVER_PIDS[k]}
+    kill "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
@@ -188,6 +247,7 @@ stop_server() {
     wait "$pid" 2>/dev/null || true
   done
   SERVER_PIDS=()
+  SERVER_NAMES=()
 }
 trap stop_server EXIT INT TERM
 
@@ -195,6 +255,20 @@ trap stop_server EXIT INT TERM
 # (counted after the ')' that ends the command name).
 # Summed over the pids given.
 cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo "$t"; }
+# Per process, as a JSON array of {name, cpu_ticks, rss_kib} (0 for a process
+# that is gone).
+proc_each() { # name... -- pid...
+  local -a names=()
+  while [[ $1 != -- ]]; do names+=("$1"); shift; done
+  shift
+  local k=0 p cpu rss
+  for p in "$@"; do
+    cpu=$(cpu_ticks "$p" 2>/dev/null) || cpu=0
+    rss=$(rss_kib "$p" 2>/dev/null) || rss=0
+    echo "{\"name\": \"${names[k]:-$p}\", \"cpu_ticks\": ${cpu:-0}, \"rss_kib\": ${rss:-0}}"
+    k=$((k + 1))
+  done | jq -sc .
+}
 rss_kib() { local p t=0; for p in "$@"; do t=$((t + $(awk '/^VmRSS:/{print $2}' "/proc/$p/status"))); done; echo "$t"; }
 
 # --- scenarios --------------------------------------------------------------
@@ -237,9 +311,9 @@ run_one() { # server scenario rep
     start_server "$name" || return 0
     pids="${SERVER_PIDS[*]}"
   fi
-  local cpu0 rss0 cpu1 rss1 json
+  local cpu0 rss0 cpu1 rss1 json each0 each1
   # shellcheck disable=SC2086 # pids is a list of words
-  cpu0=$(cpu_ticks $pids); rss0=$(rss_kib $pids)
+  cpu0=$(cpu_ticks $pids); rss0=$(rss_kib $pids); each0=$(proc_each "${SERVER_NAMES[@]}" -- $pids)
   log "$name/$sc #$rep: loadgen $args"
   local report lg
   report=$(mktemp)
@@ -253,6 +327,8 @@ run_one() { # server scenario rep
   rm -f "$report"
   # shellcheck disable=SC2086
   cpu1=$(cpu_ticks $pids 2>/dev/null || echo "$cpu0"); rss1=$(rss_kib $pids 2>/dev/null || echo 0)
+  # shellcheck disable=SC2086
+  each1=$(proc_each "${SERVER_NAMES[@]}" -- $pids)
   [[ -z $attach_pid ]] && stop_server
   if ! jq -e . >/dev/null 2>&1 <<<"$json"; then
     log "$name/$sc #$rep: no report (see $out.loadgen.log)"
@@ -260,9 +336,12 @@ run_one() { # server scenario rep
   fi
   jq -c --arg name "$name" --arg scenario "$sc" --argjson rep "$rep" \
         --arg date "$(date -u +%FT%TZ)" --argjson cpu0 "$cpu0" --argjson cpu1 "$cpu1" \
-        --argjson rss0 "${rss0:-0}" --argjson rss1 "${rss1:-0}" \
+        --argjson rss0 "${rss0:-0}" --argjson rss1 "${rss1:-0}" --argjson each0 "$each0" --argjson each1 "$each1" \
         '{name: $name, scenario: $scenario, rep: $rep, date: $date,
-          proc: {cpu_s: (($cpu1 - $cpu0) / 100), rss_before_kib: $rss0, rss_after_kib: $rss1}} + .' \
+          proc: {cpu_s: (($cpu1 - $cpu0) / 100), rss_before_kib: $rss0, rss_after_kib: $rss1,
+                 each: [range(0; $each1 | length) as $k
+                        | {name: $each1[$k].name, cpu_s: (($each1[$k].cpu_ticks - $each0[$k].cpu_ticks) / 100),
+                           rss_after_kib: $each1[$k].rss_kib}]}} + .' \
         <<<"$json" >>"$out"
   tail -n 1 "$out" | summary_line
 }
@@ -279,7 +358,9 @@ summary_line() {
       "p50=" + f(.latency_p50_ms; 2) + "ms", "p99=" + f(.latency_p99_ms; 2) + "ms",
       "loss=" + f(.loss; 4),
       "connected=" + (.connected | tostring) + "/" + (.clients | tostring),
-      "server_cpu=" + f(.server.cpu_util; 2), "loadgen_cpu=" + f(.loadgen_cpu_util; 2) ]
+      "server_cpu=" + f(.server.cpu_util; 2), "loadgen_cpu=" + f(.loadgen_cpu_util; 2),
+      (if (.proc.each // [] | length) > 1
+       then "cpu_s=" + (.proc.each | map(.name + ":" + f(.cpu_s; 2)) | join(",")) else empty end) ]
     | join("  ")'
 }
 
@@ -332,12 +413,18 @@ IFS=, read -ra server_list <<<"$servers"
 IFS=, read -ra scenario_list <<<"$scenarios"
 for s in "${server_list[@]}"; do ensure_server "$s"; done
 log "results: $out (open files limit $FD_LIMIT; server on cpu $SERVER_CPU, loadgen on cpu $LOADGEN_CPU)"
-for s in "${server_list[@]}"; do
-  for sc in "${scenario_list[@]}"; do
-    for rep in $(seq 1 "$repeat"); do
-      run_one "$s" "$sc" "$rep"
+if ((interleave)); then
+  for rep in $(seq 1 "$repeat"); do
+    for sc in "${scenario_list[@]}"; do
+      for s in "${server_list[@]}"; do run_one "$s" "$sc" "$rep"; done
     done
   done
-done
+else
+  for s in "${server_list[@]}"; do
+    for sc in "${scenario_list[@]}"; do
+      for rep in $(seq 1 "$repeat"); do run_one "$s" "$sc" "$rep"; done
+    done
+  done
+fi
 echo "--- medians ($out)"
 medians
