@@ -136,9 +136,17 @@ async fn prometheus_scrapes_a_running_cluster() {
         v >= published + 20.0
     })
     .await;
-    // A query of the shape the dashboards use, per pod.
-    let per_gateway = query(&prometheus, "sum by (instance) (rate(switchboard_gateway_cluster_deliveries_total[30s]))")
-        .await
-        .expect("a rate by instance");
-    assert_eq!(per_gateway.len(), 2, "one series per gateway: {per_gateway:?}");
+    // A query of the shape the dashboards use, per pod: one series per
+    // gateway once each has two samples.
+    let promql = "sum by (instance) (rate(switchboard_gateway_cluster_deliveries_total[30s]))";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        last = query(&prometheus, promql).await.unwrap_or_default();
+        if last.len() == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{promql}: not one series per gateway within 20 s: {last:?}");
 }
