@@ -35,9 +35,14 @@ impl Handler for ChatHandler {
         Box::pin(self.chat.on_event(socket, event))
     }
 
-    fn on_disconnect<'a>(&'a self, socket: &'a Arc<Socket>, _reason: DisconnectReason) -> BoxFuture<'a, ()> {
+    fn on_disconnect<'a>(&'a self, socket: &'a Arc<Socket>, reason: DisconnectReason) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.chat.announce_departure(socket);
+            // A server that shuts down (or a gateway that drains) sends its
+            // clients elsewhere, where they resume their rooms: they did not
+            // leave them, and the others are not told they did.
+            if reason != DisconnectReason::ServerShuttingDown {
+                self.chat.announce_departure(socket);
+            }
             self.chat.presence.on_disconnect(socket);
         })
     }

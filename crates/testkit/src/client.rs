@@ -297,11 +297,16 @@ impl TestClient {
     /// Waits until the server ends the socket: `io server disconnect` (a
     /// DISCONNECT packet) or `transport close`.
     pub async fn wait_disconnect(&mut self) -> &'static str {
-        let deadline = Instant::now() + WAIT;
+        self.wait_disconnect_within(WAIT).await
+    }
+
+    /// [`wait_disconnect`](Self::wait_disconnect) for at most `within`.
+    pub async fn wait_disconnect_within(&mut self, within: Duration) -> &'static str {
+        let deadline = Instant::now() + within;
         while self.gone.is_none() {
             match self.next_event(deadline).await {
                 Some(e) => self.stash.push_back(e),
-                None if self.gone.is_none() => panic!("{}: still connected after {WAIT:?}", self.id),
+                None if self.gone.is_none() => panic!("{}: still connected after {within:?}", self.id),
                 None => {}
             }
         }

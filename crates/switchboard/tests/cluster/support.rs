@@ -370,20 +370,33 @@ pub(crate) struct Reconnection {
 /// turn (`candidates`, their addresses), every 100 ms, for at most 10 s.
 /// `since` is when the gateway was killed.
 pub(crate) fn reconnect_elsewhere(
-    mut member: Member,
+    member: Member,
     token: String,
     candidates: Vec<(usize, std::net::SocketAddr)>,
     since: Instant,
 ) -> JoinHandle<Reconnection> {
+    reconnect_elsewhere_within(member, token, candidates, since, Duration::from_secs(5), Duration::from_secs(10))
+}
+
+/// [`reconnect_elsewhere`] that waits at most `close` for the transport to
+/// close and `retry` for a gateway to take the reconnection.
+pub(crate) fn reconnect_elsewhere_within(
+    mut member: Member,
+    token: String,
+    candidates: Vec<(usize, std::net::SocketAddr)>,
+    since: Instant,
+    close: Duration,
+    retry: Duration,
+) -> JoinHandle<Reconnection> {
     tokio::spawn(async move {
-        let reason = member.client.wait_disconnect().await;
+        let reason = member.client.wait_disconnect_within(close).await;
         assert_eq!(reason, "transport close", "{}: its gateway was killed", member.user);
         member.drain(Duration::ZERO).await;
         let old_id = member.client.id().to_owned();
         let pid = member.client.pid().unwrap_or_else(|| panic!("{}: no pid (recovery is on by default)", member.user));
         let offset = member.client.last_offset();
         let auth = json!({"token": token, "pid": pid, "offset": offset.map_or(Value::Null, Value::String)});
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + retry;
         for (gateway, addr) in candidates.iter().cycle() {
             match TestClient::connect(*addr, "/", auth.clone()).await {
                 Ok(client) => {
@@ -401,7 +414,7 @@ pub(crate) fn reconnect_elsewhere(
                 Err(error) => {
                     assert!(
                         Instant::now() < deadline,
-                        "{}: no gateway took the reconnection within 10 s; last: {error:?}",
+                        "{}: no gateway took the reconnection within {retry:?}; last: {error:?}",
                         member.user
                     );
                     tokio::time::sleep(Duration::from_millis(100)).await;
