@@ -63,7 +63,7 @@ impl ClusterConfig {
             address: address.into(),
             lease: LeaseConfig::default(),
             recovery_window: Duration::from_secs(120),
-            publish_timeout: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -374,14 +374,24 @@ impl ClusterLink for Link {
     fn publish<'a>(&'a self, outgoing: Outgoing<'a>) -> BoxFuture<'a, Result<Accepted, Unavailable>> {
         Box::pin(async move {
             let started = std::time::Instant::now();
+            // The client hears within about `publish_timeout` and a second,
+            // whatever happens: retries stop at that deadline.
+            let deadline = started + self.inner.config.publish_timeout + Duration::from_secs(1);
             let mut attempt = 0;
             let outcome = loop {
                 attempt += 1;
-                match self.publish_once(&outgoing).await {
+                let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+                let once = tokio::time::timeout(remaining, self.publish_once(&outgoing)).await;
+                let Ok(once) = once else {
+                    break Err(Unavailable("no answer in time".to_owned()));
+                };
+                match once {
                     Ok(accepted) => break Ok(accepted),
                     // The live set is read every 250 ms: the view may be
                     // stale for that long after a router joined or left.
-                    Err(Retry::NotOwner | Retry::NoRouter) if attempt < 4 => {
+                    Err(Retry::NotOwner | Retry::NoRouter)
+                        if attempt < 4 && std::time::Instant::now() + Duration::from_millis(300) < deadline =>
+                    {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
                     Err(Retry::NotOwner) => break Err(Unavailable("ownership is moving".to_owned())),
