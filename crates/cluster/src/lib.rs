@@ -348,9 +348,9 @@ impl ClusterLink for Link {
         let key = lane_key(nsp, Some(room));
         if present {
             self.inner.sessions.lane_opened(key.clone());
-        } else {
-            self.inner.lanes.forget(&key);
         }
+        // The room's deliveries start (or stop) here: no gap across that.
+        self.inner.lanes.forget(&key);
         let message = v1::Membership { nsp: nsp.to_owned(), room: room.to_owned(), present };
         self.inner.routers.send_to_owner(&key, gateway_message::Message::Membership(message));
     }
@@ -366,6 +366,13 @@ impl ClusterLink for Link {
         let key = lane_key(nsp, None);
         if online {
             self.inner.sessions.lane_opened(key.clone());
+        }
+        // The namespace's broadcasts stop coming here when its last socket
+        // leaves, and start again with its next first socket: what was sent
+        // in between is not for the sockets then, so no gap is seen there.
+        // (Called with the socket not counted: on its way in or out.)
+        if self.inner.gateway.get().and_then(|g| g.namespace(nsp)).is_none_or(|n| n.socket_count() == 0) {
+            self.inner.lanes.forget(&key);
         }
         let message = v1::Presence { nsp: nsp.to_owned(), user_id: user.to_owned(), online };
         self.inner.routers.send_to_owner(&key, gateway_message::Message::Presence(message));

@@ -136,6 +136,11 @@ impl Namespace {
         self.sockets.get(id).map(|s| s.clone())
     }
 
+    /// How many sockets are connected here.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
     /// Every connected socket.
     pub fn sockets(&self) -> Vec<Arc<Socket>> {
         self.sockets.iter().map(|s| s.value().clone()).collect()
