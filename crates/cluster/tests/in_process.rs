@@ -224,6 +224,9 @@ async fn the_server_api_reaches_sockets_on_every_gateway() {
     let _router = start_router(&redis, "router-1").await;
     let gw1 = start_gateway(&redis, "gw-1").await;
     let gw2 = start_gateway(&redis, "gw-2").await;
+    // A socket whose gateway is unknown is looked for on every live gateway:
+    // gw-1 must see gw-2 (it reads the live set every 250 ms).
+    eventually("gw-1 sees gw-2", Duration::from_secs(5), || async { gw1.link.gateway_address("gw-2") }).await;
 
     let mut erin_a = connect(&gw1, "erin").await;
     let mut erin_b = connect(&gw2, "erin").await;
