@@ -13,12 +13,11 @@ use switchboard_chat::Chat;
 use switchboard_cluster::{ClusterConfig, Link};
 use switchboard_gateway::{Gateway, Peers, SidSigner};
 use switchboard_router::GatewayId;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Readiness};
 use crate::settings::Settings;
-use crate::standalone::{SHUTDOWN_GRACE, authenticator, chat_config, wait_for_signal};
+use crate::standalone::{SHUTDOWN_GRACE, authenticator, bind, chat_config, dynamic_namespaces, wait_for_signal};
 use crate::telemetry;
 
 /// The other gateways' addresses, from the live set the link follows.
@@ -52,27 +51,17 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let link = Link::new(cluster, broker.clone());
 
     let chat = Chat::new(chat_config(&settings), broker.clone());
-    let mut builder = chat
+    let builder = chat
         .mount(Gateway::builder(config, auth))
         .link(Arc::new(link.clone()))
         .cluster(signer, Arc::new(LinkPeers(link.clone())));
-    if let Some(pattern) = &settings.dynamic_namespaces {
-        let regex =
-            regex::Regex::new(pattern).context("SWITCHBOARD_DYNAMIC_NAMESPACES: not a valid regular expression")?;
-        let handler = chat.chat_handler();
-        builder = builder.dynamic_namespaces(Box::new(move |name| regex.is_match(name).then(|| handler.clone())));
-    }
+    let builder = dynamic_namespaces(&settings, &chat, builder)?;
     let gateway = builder.build();
     link.attach(gateway.clone());
     chat.follow_presence(&gateway);
     let app = gateway.router().merge(chat.api_router(gateway.clone(), settings.api_key.clone()));
 
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("SWITCHBOARD_LISTEN: cannot listen on {}", settings.listen))?;
-    let admin_listener = TcpListener::bind(settings.admin_listen)
-        .await
-        .with_context(|| format!("SWITCHBOARD_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
+    let (listener, admin_listener) = bind(&settings).await?;
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
     let link_stop = CancellationToken::new();

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use switchboard_auth::Authenticator;
 use switchboard_broker::MemoryBroker;
 use switchboard_chat::{Chat, ChatConfig};
-use switchboard_gateway::Gateway;
+use switchboard_gateway::{Gateway, GatewayBuilder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -25,22 +25,11 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = telemetry::init_metrics()?;
 
     let chat = Chat::new(chat_config(&settings), Arc::new(MemoryBroker::new()));
-    let mut builder = chat.mount(Gateway::builder(config, auth));
-    if let Some(pattern) = &settings.dynamic_namespaces {
-        let regex =
-            regex::Regex::new(pattern).context("SWITCHBOARD_DYNAMIC_NAMESPACES: not a valid regular expression")?;
-        let handler = chat.chat_handler();
-        builder = builder.dynamic_namespaces(Box::new(move |name| regex.is_match(name).then(|| handler.clone())));
-    }
+    let builder = dynamic_namespaces(&settings, &chat, chat.mount(Gateway::builder(config, auth)))?;
     let gateway = builder.build();
     let app = gateway.router().merge(chat.api_router(gateway.clone(), settings.api_key.clone()));
 
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("SWITCHBOARD_LISTEN: cannot listen on {}", settings.listen))?;
-    let admin_listener = TcpListener::bind(settings.admin_listen)
-        .await
-        .with_context(|| format!("SWITCHBOARD_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
+    let (listener, admin_listener) = bind(&settings).await?;
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
 
@@ -67,6 +56,30 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = admin_task.await;
     Ok(())
+}
+
+/// Namespaces created on first CONNECT when SWITCHBOARD_DYNAMIC_NAMESPACES
+/// matches them, with the chat mounted.
+pub(crate) fn dynamic_namespaces(
+    settings: &Settings,
+    chat: &Arc<Chat>,
+    builder: GatewayBuilder,
+) -> anyhow::Result<GatewayBuilder> {
+    let Some(pattern) = &settings.dynamic_namespaces else { return Ok(builder) };
+    let regex = regex::Regex::new(pattern).context("SWITCHBOARD_DYNAMIC_NAMESPACES: not a valid regular expression")?;
+    let handler = chat.chat_handler();
+    Ok(builder.dynamic_namespaces(Box::new(move |name| regex.is_match(name).then(|| handler.clone()))))
+}
+
+/// The client listener (SWITCHBOARD_LISTEN) and the admin one.
+pub(crate) async fn bind(settings: &Settings) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("SWITCHBOARD_LISTEN: cannot listen on {}", settings.listen))?;
+    let admin_listener = TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("SWITCHBOARD_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
+    Ok((listener, admin_listener))
 }
 
 pub(crate) fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
