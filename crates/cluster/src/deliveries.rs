@@ -109,8 +109,8 @@ async fn handle(this: &Channel, gateway: &Gateway, bytes: Bytes) {
     match message.message {
         Some(channel_message::Message::Deliveries(batch)) => {
             for delivery in batch.deliveries {
-                if repair_gaps(this, gateway, &batch.router_id, &delivery).await {
-                    deliver(gateway, &this.sessions, delivery);
+                if let Some(lanes) = repair_gaps(this, gateway, &batch.router_id, &delivery).await {
+                    deliver(gateway, &this.sessions, &lanes, delivery);
                 }
             }
         }
@@ -141,22 +141,29 @@ const MAX_REPAIR: usize = 10_000;
 /// delivery was lost on the way) or another router numbers it now (a new
 /// owner), the entries of the lane's stream between the last one seen and
 /// this one are delivered first. Volatile broadcasts are numbered but not
-/// stored, so a gap of those only is nothing to repair. Returns false when
-/// the delivery itself was seen already (it came late from a former owner,
-/// after a repair): it is not delivered again.
-async fn repair_gaps(this: &Channel, gateway: &Gateway, router: &str, delivery: &v1::Delivery) -> bool {
+/// stored, so a gap of those only is nothing to repair. Returns the
+/// delivery's lane keys (one per stamp), or `None` when the delivery itself
+/// was seen already (it came late from a former owner, after a repair): it
+/// is not delivered again.
+async fn repair_gaps(this: &Channel, gateway: &Gateway, router: &str, delivery: &v1::Delivery) -> Option<Vec<String>> {
+    let mut keys = Vec::with_capacity(delivery.stamps.len());
     for (i, stamp) in delivery.stamps.iter().enumerate() {
         let lane = lane_key(&delivery.nsp, delivery.rooms.get(i).map(String::as_str));
-        let previous = lock(&this.lanes.0).get(&lane).map(|seen| (seen.router.clone(), seen.seq, seen.offset.clone()));
         let stored = (!stamp.offset.is_empty()).then(|| stamp.offset.clone());
-        if let (Some((_, _, Some(last))), Some(current)) = (&previous, &stored)
-            && stream_id_key(current) <= stream_id_key(last)
-        {
-            metrics::counter!("switchboard_gateway_cluster_duplicates_total").increment(1);
-            return false;
-        }
-        let offset = stored.or_else(|| previous.as_ref().and_then(|(_, _, offset)| offset.clone()));
-        lock(&this.lanes.0).insert(lane.clone(), Seen { router: router.to_owned(), seq: stamp.seq, offset });
+        let previous = {
+            let mut lanes = lock(&this.lanes.0);
+            let previous = lanes.get(&lane).map(|seen| (seen.router.clone(), seen.seq, seen.offset.clone()));
+            if let (Some((_, _, Some(last))), Some(current)) = (&previous, &stored)
+                && stream_id_key(current) <= stream_id_key(last)
+            {
+                metrics::counter!("switchboard_gateway_cluster_duplicates_total").increment(1);
+                return None;
+            }
+            let offset = stored.or_else(|| previous.as_ref().and_then(|(_, _, offset)| offset.clone()));
+            lanes.insert(lane.clone(), Seen { router: router.to_owned(), seq: stamp.seq, offset });
+            previous
+        };
+        keys.push(lane.clone());
         let Some((previous_router, previous_seq, Some(after))): Option<(String, u64, Option<String>)> = previous else {
             continue;
         };
@@ -188,27 +195,28 @@ async fn repair_gaps(this: &Channel, gateway: &Gateway, router: &str, delivery: 
             {
                 seen.offset = Some(entry.id.clone());
             }
-            deliver(gateway, &this.sessions, missed);
+            deliver(gateway, &this.sessions, std::slice::from_ref(&lane), missed);
             repaired += 1;
         }
         metrics::counter!("switchboard_gateway_cluster_repaired_total").increment(repaired);
         tracing::info!(%lane, repaired, "a gap in the deliveries was repaired from the stream");
     }
-    true
+    Some(keys)
 }
 
-fn deliver(gateway: &Gateway, sessions: &Sessions, delivery: v1::Delivery) {
+/// Delivers to the local members; `lanes` are the lane keys of the
+/// delivery's stamps, in order.
+fn deliver(gateway: &Gateway, sessions: &Sessions, lanes: &[String], delivery: v1::Delivery) {
     metrics::counter!(DELIVERIES).increment(1);
     let nsp_name = delivery.nsp.as_str();
     // Positions move for every lane, whether or not a socket is left here.
     let mut first_offset = None;
-    for (i, stamp) in delivery.stamps.iter().enumerate() {
+    for (stamp, lane) in delivery.stamps.iter().zip(lanes) {
         if stamp.offset.is_empty() {
             continue;
         }
-        let lane = lane_key(nsp_name, delivery.rooms.get(i).map(String::as_str));
         if first_offset.is_none() {
-            first_offset = Some(offset(&stamp.offset, &tag(&lane)));
+            first_offset = Some(offset(&stamp.offset, &tag(lane)));
         }
         sessions.delivered(lane, &stamp.offset);
     }

@@ -91,8 +91,15 @@ impl Sessions {
     }
 
     /// A delivery in `lane` at stream id `id`.
-    pub(crate) fn delivered(&self, lane: String, id: &str) {
-        lock(&self.positions).insert(lane, id.to_owned());
+    pub(crate) fn delivered(&self, lane: &str, id: &str) {
+        let mut positions = lock(&self.positions);
+        match positions.get_mut(lane) {
+            Some(position) => id.clone_into(position),
+            None => {
+                positions.insert(lane.to_owned(), id.to_owned());
+            }
+        }
+        drop(positions);
         self.positions_dirty.store(true, Ordering::Release);
     }
 
