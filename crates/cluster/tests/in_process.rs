@@ -99,6 +99,35 @@ async fn start_gateway(redis: &RedisServer, id: &str) -> GatewayNode {
     node
 }
 
+/// Redis, one router and `gateways` gateways (`gw-1`, ...), each seeing
+/// the others; dropped gateways first.
+struct InProcess {
+    gateways: Vec<GatewayNode>,
+    _router: RouterNode,
+    redis: RedisServer,
+}
+
+async fn start_cluster(gateways: usize) -> InProcess {
+    let redis = RedisServer::start();
+    let router = start_router(&redis, "router-1").await;
+    let mut nodes = Vec::with_capacity(gateways);
+    for i in 1..=gateways {
+        nodes.push(start_gateway(&redis, &format!("gw-{i}")).await);
+    }
+    // A socket whose gateway is unknown is looked for on every live gateway:
+    // each must see the others (the live set is read every 250 ms).
+    for node in &nodes {
+        for i in 1..=gateways {
+            let other = format!("gw-{i}");
+            eventually("gateways see each other", Duration::from_secs(5), || async {
+                node.link.gateway_address(&other)
+            })
+            .await;
+        }
+    }
+    InProcess { gateways: nodes, _router: router, redis }
+}
+
 fn token(user: &str) -> String {
     mint_hs256(SECRET, user, user, "user", 3600)
 }
@@ -118,15 +147,12 @@ fn text(event: &switchboard_testkit::Event) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_span_gateways_in_order_and_only_where_members_are() {
-    let redis = RedisServer::start();
-    let _router = start_router(&redis, "router-1").await;
-    let gw1 = start_gateway(&redis, "gw-1").await;
-    let gw2 = start_gateway(&redis, "gw-2").await;
-    let gw3 = start_gateway(&redis, "gw-3").await;
+    let cluster = start_cluster(3).await;
+    let [gw1, gw2, gw3] = &cluster.gateways[..] else { unreachable!() };
 
-    let mut alice = connect(&gw1, "alice").await;
-    let mut bob = connect(&gw2, "bob").await;
-    let mut carol = connect(&gw3, "carol").await;
+    let mut alice = connect(gw1, "alice").await;
+    let mut bob = connect(gw2, "bob").await;
+    let mut carol = connect(gw3, "carol").await;
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
     let joined = alice.wait_for("room:user-joined").await;
@@ -146,13 +172,11 @@ async fn rooms_span_gateways_in_order_and_only_where_members_are() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_messages_history_and_presence_are_cluster_wide() {
-    let redis = RedisServer::start();
-    let _router = start_router(&redis, "router-1").await;
-    let gw1 = start_gateway(&redis, "gw-1").await;
-    let gw2 = start_gateway(&redis, "gw-2").await;
+    let cluster = start_cluster(2).await;
+    let [gw1, gw2] = &cluster.gateways[..] else { unreachable!() };
 
-    let mut alice = connect(&gw1, "alice").await;
-    let mut bob = connect(&gw2, "bob").await;
+    let mut alice = connect(gw1, "alice").await;
+    let mut bob = connect(gw2, "bob").await;
     join(&mut alice, "general").await;
     join(&mut bob, "general").await;
     let ack = alice.ack("message:send", json!({"roomId": "general", "content": "hello"})).await;
@@ -161,7 +185,7 @@ async fn stored_messages_history_and_presence_are_cluster_wide() {
     assert_eq!(new.data()["id"], json!(id));
     assert_eq!(new.data()["content"], "hello");
 
-    let mut dave = connect(&gw1, "dave").await;
+    let mut dave = connect(gw1, "dave").await;
     dave.ack("room:join", json!("general")).await;
     let history = dave.wait_for("room:history").await;
     assert_eq!(history.data()[0]["id"], json!(id), "history: {:?}", history.data());
@@ -174,13 +198,11 @@ async fn stored_messages_history_and_presence_are_cluster_wide() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_resumes_on_another_gateway_with_what_it_missed() {
-    let redis = RedisServer::start();
-    let _router = start_router(&redis, "router-1").await;
-    let gw1 = start_gateway(&redis, "gw-1").await;
-    let gw2 = start_gateway(&redis, "gw-2").await;
+    let cluster = start_cluster(2).await;
+    let [gw1, gw2] = &cluster.gateways[..] else { unreachable!() };
 
-    let mut alice = connect(&gw1, "alice").await;
-    let mut bob = connect(&gw2, "bob").await;
+    let mut alice = connect(gw1, "alice").await;
+    let mut bob = connect(gw2, "bob").await;
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
     alice.ack("room:message", json!({"roomId": "lobby", "text": "before"})).await;
@@ -220,22 +242,17 @@ async fn api(node: &GatewayNode, method: &str, path: &str, body: Option<Value>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_api_reaches_sockets_on_every_gateway() {
-    let redis = RedisServer::start();
-    let _router = start_router(&redis, "router-1").await;
-    let gw1 = start_gateway(&redis, "gw-1").await;
-    let gw2 = start_gateway(&redis, "gw-2").await;
-    // A socket whose gateway is unknown is looked for on every live gateway:
-    // gw-1 must see gw-2 (it reads the live set every 250 ms).
-    eventually("gw-1 sees gw-2", Duration::from_secs(5), || async { gw1.link.gateway_address("gw-2") }).await;
+    let cluster = start_cluster(2).await;
+    let [gw1, gw2] = &cluster.gateways[..] else { unreachable!() };
 
-    let mut erin_a = connect(&gw1, "erin").await;
-    let mut erin_b = connect(&gw2, "erin").await;
-    let mut frank = connect(&gw2, "frank").await;
+    let mut erin_a = connect(gw1, "erin").await;
+    let mut erin_b = connect(gw2, "erin").await;
+    let mut frank = connect(gw2, "frank").await;
 
     // Join a user's sockets on both gateways, asked of a third party.
-    let joined = api(&gw1, "POST", "/api/users/erin/join", Some(json!({"room": "ops"}))).await;
+    let joined = api(gw1, "POST", "/api/users/erin/join", Some(json!({"room": "ops"}))).await;
     assert_eq!(joined.body, json!({"ok": true, "sockets": 2}), "{}", joined.text);
-    let members = api(&gw2, "GET", "/api/rooms/ops/members", None).await;
+    let members = api(gw2, "GET", "/api/rooms/ops/members", None).await;
     let mut sockets: Vec<String> = serde_json::from_value(members.body["sockets"].clone()).unwrap();
     sockets.sort();
     let mut expected = vec![erin_a.id().to_owned(), erin_b.id().to_owned()];
@@ -244,23 +261,23 @@ async fn the_server_api_reaches_sockets_on_every_gateway() {
     assert_eq!(members.body["users"], json!(["erin"]));
 
     // A broadcast to the room and an emit to a user, from either gateway.
-    let emitted = api(&gw2, "POST", "/api/emit", Some(json!({"rooms": ["ops"], "event": "deploy", "data": 1}))).await;
+    let emitted = api(gw2, "POST", "/api/emit", Some(json!({"rooms": ["ops"], "event": "deploy", "data": 1}))).await;
     assert_eq!(emitted.status, 200, "{}", emitted.text);
     assert_eq!(erin_a.wait_for("deploy").await.data(), &json!(1));
     assert_eq!(erin_b.wait_for("deploy").await.data(), &json!(1));
-    let emitted = api(&gw1, "POST", "/api/emit", Some(json!({"users": ["frank"], "event": "ping", "data": 2}))).await;
+    let emitted = api(gw1, "POST", "/api/emit", Some(json!({"users": ["frank"], "event": "ping", "data": 2}))).await;
     assert_eq!(emitted.status, 200, "{}", emitted.text);
     assert_eq!(frank.wait_for("ping").await.data(), &json!(2));
     erin_a.expect_none("ping", Duration::from_millis(200)).await;
 
-    let online = api(&gw1, "GET", "/api/users/online", None).await;
+    let online = api(gw1, "GET", "/api/users/online", None).await;
     assert_eq!(online.body["users"], json!(["erin", "frank"]), "{}", online.text);
 
     // Disconnect a socket held by the other gateway.
-    let gone = api(&gw1, "POST", &format!("/api/sockets/{}/disconnect", frank.id()), Some(json!({}))).await;
+    let gone = api(gw1, "POST", &format!("/api/sockets/{}/disconnect", frank.id()), Some(json!({}))).await;
     assert_eq!(gone.body, json!({"ok": true, "sockets": 1}), "{}", gone.text);
     assert_eq!(frank.wait_disconnect().await, "io server disconnect");
-    let left = api(&gw2, "POST", "/api/users/erin/leave", Some(json!({"room": "ops"}))).await;
+    let left = api(gw2, "POST", "/api/users/erin/leave", Some(json!({"room": "ops"}))).await;
     assert_eq!(left.body, json!({"ok": true, "sockets": 2}), "{}", left.text);
 }
 
@@ -295,13 +312,12 @@ fn entry(text: i64) -> bytes::Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_in_the_numbering_is_repaired_from_the_stream_and_late_copies_are_dropped() {
-    let redis = RedisServer::start();
-    let _router = start_router(&redis, "router-1").await;
-    let gw1 = start_gateway(&redis, "gw-1").await;
-    let mut alice = connect(&gw1, "alice").await;
+    let cluster = start_cluster(1).await;
+    let gw1 = &cluster.gateways[0];
+    let mut alice = connect(gw1, "alice").await;
     join(&mut alice, "lobby").await;
 
-    let redis_broker = broker(&redis).await;
+    let redis_broker = broker(&cluster.redis).await;
     let keep = switchboard_broker::Retention::new(1000, None);
     let mut ids = Vec::new();
     for text in 1..=3 {

@@ -41,6 +41,15 @@ const BASE_ENV = {
   SWITCHBOARD_PRESENCE_INTERVAL: "50ms",
 };
 
+// A test's settings over `env`: null or undefined removes a setting.
+function withOverrides(env, overrides) {
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined || v === null) delete env[k];
+    else env[k] = String(v);
+  }
+  return env;
+}
+
 const running = new Set();
 // Kills the server by its id: its process group (it was spawned as a group
 // leader, so a wrapper script's children go too), else the process itself.
@@ -187,11 +196,7 @@ class SwitchboardServer {
       SWITCHBOARD_JWT_SECRET: this.secret,
     };
     if (this.apiKey !== null) env.SWITCHBOARD_API_KEY = this.apiKey;
-    for (const [k, v] of Object.entries(this.overrides)) {
-      if (v === undefined || v === null) delete env[k];
-      else env[k] = String(v);
-    }
-    return env;
+    return withOverrides(env, this.overrides);
   }
 
   // Starts the process on fresh ports (retrying if a port was taken in the
@@ -415,11 +420,7 @@ class SwitchboardCluster extends SwitchboardServer {
     }
     if (this.apiKey !== null) env.SWITCHBOARD_API_KEY = this.apiKey;
     // A test's settings go to every process: each reads those of its role.
-    for (const [k, v] of Object.entries(this.overrides)) {
-      if (v === undefined || v === null) delete env[k];
-      else env[k] = String(v);
-    }
-    return env;
+    return withOverrides(env, this.overrides);
   }
 
   async start() {

@@ -49,6 +49,26 @@ fn no_loss(problems: &mut Problems, tally: Tally, details: &str) {
     });
 }
 
+/// `rooms` rooms, each with its publisher on one gateway (emitting every
+/// `every` until `stop`) and a member on each of the other two.
+async fn busy_rooms(
+    cluster: &switchboard_testkit::Cluster,
+    rooms: usize,
+    every: Duration,
+    stop: &CancellationToken,
+) -> (Vec<Publisher>, Vec<Member>) {
+    let (mut publishers, mut members) = (Vec::new(), Vec::new());
+    for r in 0..rooms {
+        let room = format!("room-{r}");
+        let publisher = Member::connect(cluster, r % 3, &format!("pub-{r}"), &room).await;
+        for k in 1..3 {
+            members.push(Member::connect(cluster, (r + k) % 3, &format!("m{r}-{k}"), &room).await);
+        }
+        publishers.push(Publisher::start(publisher, every, stop.clone()));
+    }
+    (publishers, members)
+}
+
 async fn finish(publishers: Vec<Publisher>, stop: &CancellationToken) -> (Vec<Member>, Vec<PublishLog>) {
     stop.cancel();
     let mut members = Vec::new();
@@ -167,15 +187,7 @@ async fn router_kill() {
     const ROOMS: usize = 6;
     let mut cluster = support::start(support::options()).await;
     let stop = CancellationToken::new();
-    let (mut publishers, mut members) = (Vec::new(), Vec::new());
-    for r in 0..ROOMS {
-        let room = format!("room-{r}");
-        let publisher = Member::connect(&cluster, r % 3, &format!("pub-{r}"), &room).await;
-        for k in 1..3 {
-            members.push(Member::connect(&cluster, (r + k) % 3, &format!("m{r}-{k}"), &room).await);
-        }
-        publishers.push(Publisher::start(publisher, Duration::from_millis(50), stop.clone()));
-    }
+    let (publishers, mut members) = busy_rooms(&cluster, ROOMS, Duration::from_millis(50), &stop).await;
 
     // Traffic for a second; then the router that handled more publishes dies
     // (so that it owned rooms).
@@ -237,15 +249,7 @@ async fn redis_stop() {
     const OUTAGE: Duration = Duration::from_secs(10);
     let mut cluster = support::start(support::options()).await;
     let stop = CancellationToken::new();
-    let (mut publishers, mut members) = (Vec::new(), Vec::new());
-    for r in 0..ROOMS {
-        let room = format!("room-{r}");
-        let publisher = Member::connect(&cluster, r % 3, &format!("pub-{r}"), &room).await;
-        for k in 1..3 {
-            members.push(Member::connect(&cluster, (r + k) % 3, &format!("m{r}-{k}"), &room).await);
-        }
-        publishers.push(Publisher::start(publisher, Duration::from_millis(100), stop.clone()));
-    }
+    let (publishers, mut members) = busy_rooms(&cluster, ROOMS, Duration::from_millis(100), &stop).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let stopped_at = Instant::now();
