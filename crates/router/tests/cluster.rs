@@ -4,6 +4,8 @@
 //! runs against the memory broker and against a private `redis-server`
 //! (testkit's `RedisServer`, never the system Redis).
 
+#[path = "common/batches.rs"]
+mod batches;
 #[path = "cluster/fanout.rs"]
 mod fanout;
 #[path = "cluster/leases.rs"]

@@ -4,6 +4,8 @@
 //! them: sessions and deliveries, ownership, stored messages and history,
 //! presence calls, and Redis outages.
 
+#[path = "common/batches.rs"]
+mod batches;
 #[path = "grpc/calls.rs"]
 mod calls;
 #[path = "grpc/outages.rs"]

@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 pub(crate) use switchboard_testkit::eventually;
 
+pub(crate) use crate::batches::{batches_of, next_batch, next_batch_from};
+
 use bytes::Bytes;
 use switchboard_broker::{
     BoxFuture, Broker, BrokerError, Entry, MemoryBroker, RedisBroker, RedisOptions, Retention, Subscription,
 };
 use switchboard_proto::v1;
-use switchboard_router::{LeaseConfig, NodeId, Publish, Router, RouterConfig, RouterError, decode_batch};
+use switchboard_router::{LeaseConfig, NodeId, Publish, Router, RouterConfig, RouterError};
 use switchboard_testkit::RedisServer;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -137,36 +139,6 @@ pub(crate) async fn until<T>(
         Ok(Err(_)) => panic!("{what}: the live set is gone"),
         Err(_) => panic!("{what}: not within {within:?}"),
     }
-}
-
-/// The deliveries of the next batch on a gateway's channel, if one comes
-/// within `within`.
-pub(crate) async fn next_batch(subscription: &mut Subscription, within: Duration) -> Option<Vec<v1::Delivery>> {
-    next_batch_from(subscription, within).await.map(|batch| batch.deliveries)
-}
-
-/// The next batch on a gateway's channel, with its sender.
-pub(crate) async fn next_batch_from(subscription: &mut Subscription, within: Duration) -> Option<v1::DeliveryBatch> {
-    match tokio::time::timeout(within, subscription.recv()).await {
-        Ok(Ok(bytes)) => Some(decode_batch(&bytes).expect("batches decode")),
-        Ok(Err(error)) => panic!("subscription to {} failed: {error}", subscription.channel()),
-        Err(_) => None,
-    }
-}
-
-/// Batches until `count` deliveries arrived (within 5 s): the batches.
-pub(crate) async fn batches_of(subscription: &mut Subscription, count: usize) -> Vec<Vec<v1::Delivery>> {
-    let mut batches = Vec::new();
-    let mut seen = 0;
-    while seen < count {
-        let batch = next_batch(subscription, Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|| panic!("{seen} of {count} deliveries arrived"));
-        seen += batch.len();
-        batches.push(batch);
-    }
-    assert_eq!(seen, count, "no more deliveries than published");
-    batches
 }
 
 /// A broker that fails every call while switched off, as a Redis outage

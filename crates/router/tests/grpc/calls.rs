@@ -8,8 +8,8 @@ use switchboard_testkit::RedisServer;
 use tonic::Code;
 
 use crate::support::{
-    NSP, Session, WAIT, args, by_namespace, channel_of, deliveries, eventually, next_batch, publish, redis, room_of,
-    two_routers,
+    NSP, Session, WAIT, args, batches_of, by_namespace, channel_of, eventually, next_batch_from, publish, redis,
+    room_of, two_routers,
 };
 
 fn history(room: &str, since: &str, limit: u32) -> v1::HistoryRequest {
@@ -33,7 +33,7 @@ async fn a_stored_message_carries_its_id_and_history_returns_it() {
     };
     g.publish(chat(1, "hi")).await;
     let first = g.published().await.offsets[0].clone();
-    let delivery = next_batch(&mut on_g, WAIT).await.expect("delivered").deliveries.remove(0);
+    let delivery = next_batch_from(&mut on_g, WAIT).await.expect("delivered").deliveries.remove(0);
     assert_eq!(args(delivery.packet.as_ref()), json!([{"text": "hi", "id": first}, 2]), "the id is the offset");
     assert_eq!((delivery.store, delivery.id_field.as_str()), (true, ""), "delivered with the id written in");
 
@@ -78,8 +78,8 @@ async fn a_stored_message_carries_its_id_and_history_returns_it() {
     }
     let kept = owner.history(history(&room, "", 10)).await.unwrap().into_inner().messages;
     assert_eq!(kept.len(), 3, "nothing refused was stored");
-    assert_eq!(deliveries(&mut on_g, 3).await.concat().len(), 3, "the three before");
-    assert_eq!(next_batch(&mut on_g, crate::support::QUIET).await, None, "nothing refused was delivered");
+    assert_eq!(batches_of(&mut on_g, 3).await.concat().len(), 3, "the three before");
+    assert_eq!(next_batch_from(&mut on_g, crate::support::QUIET).await, None, "nothing refused was delivered");
 
     // A namespace-wide stored message gets its id too.
     let (nsp_owner, _) = by_namespace(&a, &b);
@@ -91,7 +91,7 @@ async fn a_stored_message_carries_its_id_and_history_returns_it() {
     let published = at_owner.published().await;
     assert_eq!(published.gateways, 1, "G holds a socket of the namespace");
     let offset = published.offsets[0].clone();
-    let batch = next_batch(&mut on_g, WAIT).await.expect("the namespace-wide delivery");
+    let batch = next_batch_from(&mut on_g, WAIT).await.expect("the namespace-wide delivery");
     let found = batch.deliveries.into_iter().find(|d| d.rooms.is_empty()).expect("namespace-wide");
     assert_eq!(args(found.packet.as_ref())[0]["id"], json!(offset));
     a.stop().await;

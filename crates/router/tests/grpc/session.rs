@@ -10,7 +10,7 @@ use switchboard_proto::v1::{self, RefusalCode};
 use switchboard_testkit::RedisServer;
 
 use crate::support::{
-    NSP, QUIET, Session, WAIT, channel_of, deliveries, next_batch, publish, redis, room_of, two_routers,
+    NSP, QUIET, Session, WAIT, batches_of, channel_of, next_batch_from, publish, redis, room_of, two_routers,
 };
 
 #[tokio::test]
@@ -31,7 +31,7 @@ async fn publishes_reach_only_gateways_with_members_and_only_the_owner_takes_the
     g1.publish(first.clone()).await;
     let published = g1.published().await;
     assert_eq!((published.id, published.gateways, published.offsets.len()), (1, 1, 1));
-    let batch = next_batch(&mut on_g1, WAIT).await.expect("G1 gets the delivery");
+    let batch = next_batch_from(&mut on_g1, WAIT).await.expect("G1 gets the delivery");
     let expected = v1::Delivery {
         nsp: NSP.to_owned(),
         rooms: vec![room.clone()],
@@ -48,17 +48,17 @@ async fn publishes_reach_only_gateways_with_members_and_only_the_owner_takes_the
     g2.publish(publish(1, &[&room], "from G2", &[])).await;
     let second = g2.published().await;
     assert_eq!(second.gateways, 1);
-    let delivered = next_batch(&mut on_g1, WAIT).await.expect("G1 gets it").deliveries;
+    let delivered = next_batch_from(&mut on_g1, WAIT).await.expect("G1 gets it").deliveries;
     assert_eq!(delivered[0].stamps, vec![v1::Stamp { seq: 2, offset: second.offsets[0].clone() }], "consecutive");
     assert!(published.offsets[0] < second.offsets[0], "offsets are stream ids, in order");
-    assert_eq!(next_batch(&mut on_g2, QUIET).await, None, "G2 holds no member");
+    assert_eq!(next_batch_from(&mut on_g2, QUIET).await, None, "G2 holds no member");
 
     // Volatile without id: delivered, numbered, never answered.
     let volatile = v1::Publish { id: 0, volatile: true, ..publish(0, &[&room], "typing", &[]) };
     g1.publish(volatile).await;
     g1.publish(publish(2, &[&room], "after typing", &[])).await;
     assert_eq!(g1.published().await.id, 2, "the volatile publish got no answer");
-    let batches = deliveries(&mut on_g1, 2).await;
+    let batches = batches_of(&mut on_g1, 2).await;
     let stamps: Vec<&v1::Stamp> = batches.iter().flatten().map(|delivery| &delivery.stamps[0]).collect();
     assert_eq!((stamps[0].seq, stamps[0].offset.as_str(), stamps[1].seq), (3, "", 4), "volatile: numbered, no offset");
 
@@ -79,7 +79,7 @@ async fn publishes_reach_only_gateways_with_members_and_only_the_owner_takes_the
     g1.publish(publish(5, &[&room], "nobody", &[])).await;
     let nobody = g1.published().await;
     assert_eq!((nobody.gateways, nobody.offsets.len()), (0, 1), "appended all the same");
-    assert_eq!(next_batch(&mut on_g1, QUIET).await, None);
+    assert_eq!(next_batch_from(&mut on_g1, QUIET).await, None);
 
     // Shutdown ends the sessions, with UNAVAILABLE.
     a.stop().await;
@@ -111,7 +111,7 @@ async fn a_burst_on_one_session_keeps_its_order_and_shares_batches() {
         let published = g.published().await;
         offsets.insert(published.id.to_string(), published.offsets[0].clone());
     }
-    let batches = deliveries(&mut on_g, BURST as usize).await;
+    let batches = batches_of(&mut on_g, BURST as usize).await;
     let order: Vec<u64> = batches.iter().flatten().map(|d| d.packet.as_ref().unwrap().event.parse().unwrap()).collect();
     assert_eq!(order, (1..=BURST).collect::<Vec<_>>(), "delivered in the order published");
     let mut seqs: HashMap<&str, Vec<u64>> = HashMap::new();
@@ -146,7 +146,7 @@ async fn resync_replaces_and_a_broken_session_keeps_the_holdings() {
     let mut g = Session::open(&a, "G").await;
     g.publish(publish(1, &[&old], "kept", &[])).await;
     assert_eq!(g.published().await.gateways, 1, "a broken stream keeps what it announced");
-    assert_eq!(deliveries(&mut on_g, 2).await.concat().len(), 2);
+    assert_eq!(batches_of(&mut on_g, 2).await.concat().len(), 2);
 
     let membership = |room: &str| v1::Membership { nsp: NSP.to_owned(), room: room.to_owned(), present: true };
     let part = v1::Resync { memberships: vec![membership(&new)], ..v1::Resync::default() };
@@ -157,9 +157,9 @@ async fn resync_replaces_and_a_broken_session_keeps_the_holdings() {
     let answers = [g.published().await, g.published().await];
     let gateways: HashMap<u64, u32> = answers.iter().map(|p| (p.id, p.gateways)).collect();
     assert_eq!(gateways, HashMap::from([(2, 0), (3, 1)]), "the resync replaced old by new");
-    let delivered = next_batch(&mut on_g, WAIT).await.expect("new is delivered").deliveries;
+    let delivered = next_batch_from(&mut on_g, WAIT).await.expect("new is delivered").deliveries;
     assert_eq!(delivered[0].rooms, vec![new.clone()]);
-    assert_eq!(next_batch(&mut on_g, QUIET).await, None);
+    assert_eq!(next_batch_from(&mut on_g, QUIET).await, None);
 
     // A session must start with Hello.
     let mut client = a.client().await;

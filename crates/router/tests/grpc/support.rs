@@ -12,9 +12,11 @@ use switchboard_proto::v1::router_client::RouterClient;
 use switchboard_proto::v1::router_message::Message as FromRouter;
 use switchboard_proto::v1::{self, GatewayMessage};
 use switchboard_router::ownership::{nsp_key, room_key};
-use switchboard_router::{LeaseConfig, NodeId, Router, RouterConfig, RouterError, decode_batch, gateway_channel};
+use switchboard_router::{LeaseConfig, NodeId, Router, RouterConfig, RouterError, gateway_channel};
 use switchboard_testkit::RedisServer;
 pub(crate) use switchboard_testkit::eventually;
+
+pub(crate) use crate::batches::{batches_of, next_batch_from};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -238,29 +240,6 @@ pub(crate) fn publish(id: u64, rooms: &[&str], event: &str, args: &[Value]) -> v
 /// published to it.
 pub(crate) async fn channel_of(broker: &dyn Broker, gateway: &str) -> Subscription {
     broker.subscribe(&gateway_channel(&NodeId::new(gateway).unwrap())).await.unwrap()
-}
-
-/// The next batch on a gateway's channel, if one comes within `within`.
-pub(crate) async fn next_batch(channel: &mut Subscription, within: Duration) -> Option<v1::DeliveryBatch> {
-    match tokio::time::timeout(within, channel.recv()).await {
-        Ok(Ok(bytes)) => Some(decode_batch(&bytes).expect("a batch decodes")),
-        Ok(Err(error)) => panic!("subscription to {} failed: {error}", channel.channel()),
-        Err(_) => None,
-    }
-}
-
-/// Deliveries until `count` arrived (each wait within [`WAIT`]): the
-/// batches they came in.
-pub(crate) async fn deliveries(channel: &mut Subscription, count: usize) -> Vec<Vec<v1::Delivery>> {
-    let mut batches = Vec::new();
-    let mut seen = 0;
-    while seen < count {
-        let batch = next_batch(channel, WAIT).await.unwrap_or_else(|| panic!("{seen} of {count} deliveries arrived"));
-        seen += batch.deliveries.len();
-        batches.push(batch.deliveries);
-    }
-    assert_eq!(seen, count, "no more deliveries than published");
-    batches
 }
 
 /// The arguments of a packet, as JSON.
