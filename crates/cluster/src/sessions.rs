@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use switchboard_broker::{Broker, StreamId};
-use switchboard_gateway::cluster::{Missed, Phase, Replay, Resumable, SessionState, stream_id_key};
+use switchboard_gateway::cluster::{Missed, Phase, Replay, Resumable, SessionState};
 use switchboard_proto::prost::Message as _;
 use switchboard_proto::v1;
 
@@ -314,9 +314,10 @@ fn now_id() -> String {
     StreamId::new(ms.saturating_sub(1000), 0).to_string()
 }
 
-/// Compares stream ids; for tests and callers that hold strings.
-#[allow(dead_code)]
-pub(crate) fn id_le(a: &str, b: &str) -> bool {
+/// Compares stream ids held as strings.
+#[cfg(test)]
+fn id_le(a: &str, b: &str) -> bool {
+    use switchboard_gateway::cluster::stream_id_key;
     matches!((stream_id_key(a), stream_id_key(b)), (Some(a), Some(b)) if a <= b)
 }
 
