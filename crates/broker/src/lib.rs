@@ -9,7 +9,7 @@
 //! - [`memory`]: [`MemoryBroker`], the in-process implementation of
 //!   standalone mode and tests.
 //! - [`redis`]: [`RedisBroker`], the implementation of a cluster, over
-//!   `redis` and `deadpool-redis`.
+//!   `redis` (one multiplexed command connection, one pub/sub connection).
 //! - [`subscription`]: [`Subscription`], the receiving end of
 //!   [`Broker::subscribe`].
 //!
@@ -100,6 +100,25 @@ pub trait Broker: Send + Sync + 'static {
     /// `retention`, and returns the new entry's id.
     fn stream_append<'a>(&'a self, stream: &'a str, data: Bytes, retention: Retention)
     -> BoxFuture<'a, Result<String>>;
+
+    /// Appends each `(stream, data)` of `appends` as
+    /// [`stream_append`](Self::stream_append) does one, in the order given
+    /// (appends to one stream get ids in that order), in one round trip
+    /// where the broker can; the ids, in the same order. On an error some
+    /// of them may have been appended.
+    fn stream_append_many<'a>(
+        &'a self,
+        appends: &'a [(String, Bytes)],
+        retention: Retention,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut ids = Vec::with_capacity(appends.len());
+            for (stream, data) in appends {
+                ids.push(self.stream_append(stream, data.clone(), retention).await?);
+            }
+            Ok(ids)
+        })
+    }
 
     /// Up to `count` entries strictly after `after` (any `<ms>-<seq>` id,
     /// padded or not), oldest first.

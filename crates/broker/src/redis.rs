@@ -1,13 +1,18 @@
 //! [`RedisBroker`]: the broker of a cluster, over one Redis server.
 //!
-//! Commands go through a `deadpool-redis` pool of multiplexed connections;
-//! channels go through one dedicated pub/sub connection owned by a background
-//! task (module `pubsub`), which reconnects and resubscribes by itself. Each trait
+//! Commands share one multiplexed connection (a `redis` `ConnectionManager`):
+//! whatever callers send meanwhile goes out in one write and comes back in
+//! one read, and nothing is checked on the way (a pool such as
+//! `deadpool-redis` pings every connection it hands out, which doubled the
+//! round trips of a cluster's publishes: docs/benchmarks.md). Channels go
+//! through one dedicated pub/sub connection owned by a background task
+//! (module `pubsub`), which reconnects and resubscribes by itself. Each trait
 //! method is one round trip:
 //!
 //! | method | Redis |
 //! |---|---|
 //! | `stream_append` | a script: `XADD MAXLEN`, `XTRIM MINID` (`~` or `=`, see [`Trim`]), `PEXPIRE` (module `stream`) |
+//! | `stream_append_many` | the same script once per append, in one pipeline |
 //! | `stream_range_after` | `XRANGE key (id + COUNT n` |
 //! | `stream_last` | `XREVRANGE key + - COUNT n` |
 //! | `stream_get` | `XRANGE key id id COUNT 1` |
@@ -16,13 +21,13 @@
 //! | `lease_renew`, `lease_members` | scripts on the server's `TIME`: `ZREMRANGEBYSCORE` + `ZADD`, `ZRANGEBYSCORE` (module `lease`) |
 //! | `lease_remove` | `ZREM` |
 //!
-//! Every failure, the pool's included, is [`BrokerError::Unavailable`], and
-//! every call is bounded by [`RedisOptions::command_timeout`]: an outage is an
-//! error within that time, never a panic or a hang. The broker can be built
-//! while Redis is down and heals when it is back: pooled connections are
-//! checked (`PING`, by `deadpool-redis`) when taken and replaced when
-//! broken, which costs a round trip per call but means no call fails on a
-//! connection that died while it sat in the pool.
+//! Every failure is [`BrokerError::Unavailable`], and every call is bounded
+//! by [`RedisOptions::command_timeout`]: an outage is an error within that
+//! time, never a panic or a hang. The broker can be built while Redis is
+//! down and heals when it is back: the command connection is opened on
+//! first use, opened again by `redis` when it breaks, and replaced by a new
+//! one when a call times out (a Redis that stopped answering without
+//! closing, or a connection that died without a word).
 //!
 //! What is not here: knowing what the streams and keys mean (the chat and the
 //! router), Redis Cluster or Sentinel, TLS.
@@ -39,10 +44,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, RedisError, RedisResult, Value};
 use bytes::Bytes;
-use deadpool_redis::{Manager, Pool, PoolError, Runtime};
 
 use crate::{BoxFuture, Broker, BrokerError, Entry, Result, Retention, StreamId, Subscription};
 
@@ -65,7 +69,7 @@ pub fn describe_metrics() {
 /// The Redis broker. Share it as `Arc<dyn Broker>`; dropping it stops its
 /// pub/sub task and closes every subscription.
 pub struct RedisBroker {
-    pool: Pool,
+    commands: Commands,
     options: RedisOptions,
     append: ::redis::Script,
     leases: lease::LeaseScripts,
@@ -106,24 +110,13 @@ impl RedisBroker {
     /// [`BrokerError::Unavailable`] until it is up. A URL that does not parse
     /// is [`BrokerError::Config`].
     pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisBroker> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout));
         let invalid = |error: RedisError| BrokerError::Config(format!("redis url: {error}"));
-        let manager = Manager::new_with_config(url, config).map_err(invalid)?;
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.command_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.command_timeout))
-            .build()
-            .map_err(|error| BrokerError::Config(format!("redis pool: {error}")))?;
         let client = Client::open(url).map_err(invalid)?;
+        let commands = Commands::new(client.clone(), &options).map_err(invalid)?;
         let state = Arc::new(State::default());
         let pubsub = pubsub::PubSub::spawn(client, options.clone(), state.clone());
         Ok(RedisBroker {
-            pool,
+            commands,
             options,
             append: stream::append_script(),
             leases: lease::LeaseScripts::new(),
@@ -136,7 +129,7 @@ impl RedisBroker {
         &self.options
     }
 
-    /// One `PING` through the pool, bounded by the command timeout; the
+    /// One `PING` on the command connection, bounded by the command timeout; the
     /// round trip it took.
     pub async fn ping(&self) -> Result<Duration> {
         let started = Instant::now();
@@ -161,30 +154,24 @@ impl RedisBroker {
     }
 
     /// How often Redis was reached again after it was lost, by the command
-    /// pool or by the pub/sub connection.
+    /// command connection or by the pub/sub connection.
     pub fn reconnects(&self) -> u64 {
         self.state.reconnects.load(Ordering::Relaxed)
     }
 
-    /// Runs one command on a pooled connection within the command timeout,
-    /// recording its duration, and maps every failure to `Unavailable`.
+    /// Runs one command (or pipeline) on the command connection within the
+    /// command timeout, recording its duration, and maps every failure to
+    /// `Unavailable`.
     async fn run<T, F, Fut>(&self, command: &'static str, query: F) -> Result<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.options.command_timeout, async {
-            let pooled = self.pool.get().await.map_err(Failure::Pool)?;
-            let result = query(MultiplexedConnection::clone(&pooled)).await;
-            if result.as_ref().is_err_and(is_connection_error) {
-                // Not back into the pool: the next caller gets a new one.
-                drop(deadpool_redis::Connection::take(pooled));
-            }
-            result.map_err(Failure::Redis)
-        })
-        .await
-        .unwrap_or(Err(Failure::Timeout));
+        let (generation, connection) = self.commands.current();
+        let outcome = tokio::time::timeout(self.options.command_timeout, query(connection))
+            .await
+            .unwrap_or_else(|_| Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))));
         metrics::histogram!(COMMAND_DURATION, "command" => command).record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(value) => {
@@ -193,12 +180,24 @@ impl RedisBroker {
                 }
                 Ok(value)
             }
-            Err(failure) => {
+            Err(error) => {
                 metrics::counter!(ERRORS, "command" => command).increment(1);
-                if failure.is_outage() {
+                if is_connection_error(&error) {
                     self.state.commands_down.store(true, Ordering::Relaxed);
                 }
-                let error = failure.describe(command, self.options.command_timeout);
+                if error.is_timeout() {
+                    // Whatever the connection is waiting for may never come:
+                    // the next caller gets a new one.
+                    self.commands.replace(generation);
+                }
+                let error = if error.is_timeout() {
+                    BrokerError::Unavailable(format!(
+                        "redis {command}: no answer within {:?}",
+                        self.options.command_timeout
+                    ))
+                } else {
+                    BrokerError::Unavailable(format!("redis {command}: {error}"))
+                };
                 tracing::debug!(%error, "redis command failed");
                 Err(error)
             }
@@ -212,28 +211,43 @@ impl RedisBroker {
     }
 }
 
-/// Why a command did not complete.
-enum Failure {
-    Pool(PoolError),
-    Redis(RedisError),
-    Timeout,
+/// The command connection, and how many times it was replaced.
+struct Commands {
+    client: Client,
+    config: ConnectionManagerConfig,
+    current: std::sync::Mutex<(u64, ConnectionManager)>,
 }
 
-impl Failure {
-    /// Redis could not be reached, as opposed to an answer that was an error.
-    fn is_outage(&self) -> bool {
-        match self {
-            Failure::Pool(_) | Failure::Timeout => true,
-            Failure::Redis(error) => is_connection_error(error),
-        }
+impl Commands {
+    fn new(client: Client, options: &RedisOptions) -> RedisResult<Commands> {
+        // One attempt per connect: a caller waiting for a connection should
+        // hear of an outage within its timeout, and the next caller tries
+        // again.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.command_timeout))
+            .set_number_of_retries(0);
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        Ok(Commands { client, config, current: std::sync::Mutex::new((0, manager)) })
     }
 
-    fn describe(self, command: &str, timeout: Duration) -> BrokerError {
-        BrokerError::Unavailable(match self {
-            Failure::Pool(error) => format!("redis {command}: no connection: {error}"),
-            Failure::Redis(error) => format!("redis {command}: {error}"),
-            Failure::Timeout => format!("redis {command}: no answer within {timeout:?}"),
-        })
+    /// The connection to use now, and its generation for [`replace`](Self::replace).
+    fn current(&self) -> (u64, ConnectionManager) {
+        let current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces connection `generation` by a new one (opened on first
+    /// use), unless another caller did already.
+    fn replace(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != generation {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(manager) => *current = (generation + 1, manager),
+            Err(error) => tracing::warn!(%error, "redis command connection not replaced"),
+        }
     }
 }
 
@@ -268,6 +282,38 @@ impl Broker for RedisBroker {
             let id =
                 self.run("XADD", |mut conn| async move { invocation.invoke_async::<String>(&mut conn).await }).await?;
             stream::padded(&id)
+        })
+    }
+
+    fn stream_append_many<'a>(
+        &'a self,
+        appends: &'a [(String, Bytes)],
+        retention: Retention,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            if appends.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipeline = ::redis::pipe();
+            for (stream, data) in appends {
+                pipeline.invoke_script(&stream::append_invocation(&self.append, stream, data, retention, self.options.trim));
+            }
+            let script = &self.append;
+            let ids = self
+                .run("XADD", |mut conn| async move {
+                    match pipeline.query_async::<Vec<String>>(&mut conn).await {
+                        // A Redis that restarted forgot the script: load it,
+                        // then once more (`EVALSHA` of an unknown script ran
+                        // nothing).
+                        Err(error) if error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
+                            script.prepare_invoke().load_async(&mut conn).await?;
+                            pipeline.query_async::<Vec<String>>(&mut conn).await
+                        }
+                        other => other,
+                    }
+                })
+                .await?;
+            ids.iter().map(|id| stream::padded(id)).collect()
         })
     }
 

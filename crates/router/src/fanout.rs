@@ -4,39 +4,39 @@
 //! namespace (no rooms). Each room, and the namespace's own broadcasts, is
 //! a *lane*: it has an ownership key (`room:<nsp>:<room>`, `nsp:<nsp>`), a
 //! stream (`sb:` + key: `sb:room:<nsp>:<room>`, `sb:nsp:<nsp>`) and a
-//! sequence. A broadcast goes in two stages.
+//! sequence.
 //!
-//! The sequential stage ([`Router::start_publish`](crate::Router::start_publish)),
-//! holding the lanes' locks:
+//! [`Router::start_publish`](crate::Router::start_publish) encodes the
+//! stream entry and queues the broadcast for the router's one *appender*
+//! task, in call order. The appender takes whatever queued meanwhile (up to
+//! 512 broadcasts) as a group, and
 //!
-//! 1. appends it, unless volatile, to each lane's stream (one `XADD` with
-//!    retention each), the recovery log: one protobuf `Delivery` (see
-//!    [`wire`](crate::wire)); the entry id is the offset, and the entry
-//!    says whether it is also history (`store`), and under which key a
-//!    reader writes the id into a kept message (`id_field`);
-//! 2. writes the entry id into the packet under `id_field`, if asked;
-//! 3. numbers it in each lane;
-//! 4. queues one delivery per gateway that holds members of any of its
+//! 1. appends each, unless volatile, to each lane's stream, the recovery
+//!    log, all in one pipeline (one round trip to Redis for the group; Redis
+//!    runs a connection's commands in order, so ids follow queue order): one
+//!    protobuf `Delivery` (see [`wire`](crate::wire)) per entry, whose id is
+//!    the offset; the entry says whether it is also history (`store`), and
+//!    under which key a reader writes the id into a kept message
+//!    (`id_field`);
+//! 2. then, for each broadcast in queue order, writes the entry id into the
+//!    packet under `id_field`, if asked, numbers it in each lane, and
+//!    queues one delivery per gateway that holds members of any of its
 //!    rooms (for the namespace: any member of it) and to no other.
 //!
-//! Holding the lane locks from the append to the queueing is what makes
-//! deliveries leave in offset order: two broadcasts to one room cannot
-//! overtake each other between Redis numbering them and the batcher
-//! queueing them. Locks are striped (a fixed array, by hash of the key) so
-//! that their number stays bounded; a broadcast to several rooms takes its
-//! stripes in index order, which cannot deadlock.
+//! One task doing both in queue order is what makes deliveries leave in
+//! offset order, with no lock held across a round trip; grouping is what
+//! makes the appends cheap under load: a group is what arrived during the
+//! previous group's round trip (a group commit), so there is no timer and
+//! an idle room waits for nothing. [`Pending::finish`] waits for the group
+//! and then for the batches carrying the broadcast; a gateway's session
+//! keeps its publishes in order by starting them in turn and lets the waits
+//! overlap.
 //!
-//! The concurrent stage ([`Pending::finish`]) waits for the batches
-//! carrying the deliveries. A caller that must keep an order between
-//! broadcasts (a gateway's session: its publishes are numbered in arrival
-//! order) runs the first stage of each in turn and lets the second ones
-//! overlap, so that one slow batch does not hold the next broadcast back.
-//!
-//! Since appends to one lane take turns, an outage would make each waiting
-//! broadcast take its own command timeout in turn; instead a broker failure
-//! is noted, and every broadcast that arrived before it (waiting for a lock
-//! or in a session's queue) fails with it at once; those that arrive later
-//! try again. So during an outage none waits much longer than two timeouts.
+//! When a group's appends fail, each of its non-volatile broadcasts fails
+//! with the error, and so does every one that was queued before the failure
+//! (it would meet the same outage, one timeout per group): during an outage
+//! none waits much longer than two timeouts. Broadcasts queued later try
+//! again.
 //!
 //! The caller hears [`RouterError::Unavailable`] if the broker failed at any
 //! step: a broadcast is acknowledged only when it was handed to every
@@ -50,19 +50,16 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use switchboard_broker::{Broker, Retention};
 use switchboard_proto::v1;
-use tokio::sync::{Mutex as AsyncMutex, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::batcher::{Batchers, Outcome};
 use crate::config::RouterConfig;
-use crate::ownership::{hash64, nsp_key, room_key};
+use crate::ownership::{nsp_key, room_key};
 use crate::rooms::RoomTable;
 use crate::sync::lock;
 use crate::wire::{encode_delivery, encode_entry};
 use crate::{GatewayId, RouterError, RouterId};
-
-/// Lock stripes: enough that unrelated rooms rarely wait on each other.
-const STRIPES: usize = 256;
 
 /// Counter of broadcasts, label `outcome` (`ok`, `unavailable`,
 /// `not_owner`, `invalid`).
@@ -108,35 +105,47 @@ impl Published {
     }
 }
 
-/// A broadcast past its sequential stage: appended, numbered and queued
-/// for every gateway; [`finish`](Self::finish) waits for its batches.
+/// Broadcasts taken into one pipeline of appends at most.
+const MAX_APPENDS: usize = 512;
+/// Broadcasts waiting for the appender before publishers wait.
+const QUEUE: usize = 4096;
+
+/// A broadcast past its sequential stage: queued for the appender, which
+/// appends, numbers and queues it for every gateway in arrival order;
+/// [`finish`](Self::finish) waits for that and for its batches.
 #[derive(Debug)]
 #[must_use = "a publish is acknowledged only once its batches went out"]
 pub struct Pending {
+    queued: oneshot::Receiver<Result<Queued, RouterError>>,
+}
+
+/// What the appender made of a broadcast.
+#[derive(Debug)]
+struct Queued {
     offsets: Vec<String>,
     batches: Vec<oneshot::Receiver<Outcome>>,
 }
 
 impl Pending {
-    /// How many gateways it was queued for.
-    pub fn gateways(&self) -> usize {
-        self.batches.len()
-    }
-
-    /// Waits until every batch carrying it was published: the outcome of
-    /// the broadcast.
+    /// Waits until it was appended and every batch carrying it was
+    /// published: the outcome of the broadcast.
     pub async fn finish(self) -> Result<Published, RouterError> {
-        let gateways = self.batches.len();
-        let mut outcome = Ok(Published { offsets: self.offsets, gateways });
-        for batch in self.batches {
-            let sent = batch.await.unwrap_or_else(|_| Err(shutting_down()));
-            if let Err(error) = sent {
-                outcome = Err(error);
-                break;
-            }
-        }
+        let outcome = match self.queued.await.unwrap_or_else(|_| Err(shutting_down())) {
+            Ok(queued) => queued.finish().await,
+            Err(error) => Err(error),
+        };
         metrics::counter!(PUBLISHES, "outcome" => outcome_label(outcome.as_ref().err())).increment(1);
         outcome
+    }
+}
+
+impl Queued {
+    async fn finish(self) -> Result<Published, RouterError> {
+        let gateways = self.batches.len();
+        for batch in self.batches {
+            batch.await.unwrap_or_else(|_| Err(shutting_down()))?;
+        }
+        Ok(Published { offsets: self.offsets, gateways })
     }
 }
 
@@ -182,73 +191,125 @@ impl Lane {
     }
 }
 
-/// Appending, numbering and queueing broadcasts.
+/// Appending, numbering and queueing broadcasts: the handle of the
+/// appender task.
 pub(crate) struct Fanout {
-    broker: Arc<dyn Broker>,
-    retention: Retention,
-    stripes: Box<[AsyncMutex<()>]>,
-    /// The last broker failure of the sequential stage, and when.
-    failed: Mutex<Option<(Instant, RouterError)>>,
-    batchers: Batchers,
+    jobs: mpsc::Sender<Job>,
+    batchers: Arc<Batchers>,
+}
+
+/// A broadcast for the appender.
+struct Job {
+    lanes: Vec<Lane>,
+    publish: Publish,
+    /// What its lanes' streams get (the packet before `id_field` is
+    /// written); `None` for a volatile broadcast.
+    entry: Option<Bytes>,
+    arrived: Instant,
+    done: oneshot::Sender<Result<Queued, RouterError>>,
 }
 
 impl Fanout {
-    pub(crate) fn new(router_id: &RouterId, broker: Arc<dyn Broker>, config: &RouterConfig) -> Self {
-        Self {
-            retention: config.retention,
-            stripes: (0..STRIPES).map(|_| AsyncMutex::new(())).collect(),
-            failed: Mutex::new(None),
-            batchers: Batchers::new(router_id, broker.clone(), config.batch),
-            broker,
-        }
+    /// Starts the appender task; it ends once the fanout is dropped and
+    /// what was queued is done.
+    pub(crate) fn new(
+        router_id: &RouterId,
+        broker: Arc<dyn Broker>,
+        table: Arc<Mutex<RoomTable>>,
+        config: &RouterConfig,
+    ) -> Self {
+        let batchers = Arc::new(Batchers::new(router_id, broker.clone(), config.batch));
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let appender = Appender { broker, retention: config.retention, table, batchers: batchers.clone(), failed: None };
+        tokio::spawn(appender.run(queue));
+        Self { jobs, batchers }
     }
 
     pub(crate) fn forget_gateway(&self, gateway: &GatewayId) {
         self.batchers.close(gateway);
     }
 
-    /// The sequential stage of `publish` (which arrived at `arrived`) to the
-    /// gateways `table` knows for its lanes (which the caller checked this
-    /// router owns, and the publish for validity).
-    pub(crate) async fn begin(
-        &self,
-        table: &Mutex<RoomTable>,
-        lanes: &[Lane],
-        publish: Publish,
-        arrived: Instant,
-    ) -> Result<Pending, RouterError> {
-        let mut stripes: Vec<usize> = lanes.iter().map(|lane| stripe(&lane.key)).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let mut guards = Vec::with_capacity(stripes.len());
-        for index in stripes {
-            guards.push(self.stripes[index].lock().await);
-        }
-        if let Some((_, error)) = lock(&self.failed).as_ref().filter(|(at, _)| *at >= arrived) {
-            return Err(error.clone());
-        }
-
-        let rooms: Vec<String> = lanes.iter().filter_map(|lane| lane.room.clone()).collect();
-        let store = publish.store && !publish.volatile;
-        let mut offsets = Vec::new();
-        if !publish.volatile {
-            let entry = encode_entry(&v1::Delivery {
+    /// The sequential stage of `publish` (which arrived at `arrived`) to
+    /// its `lanes` (which the caller checked this router owns, and the
+    /// publish for validity): queued for the appender, in call order.
+    pub(crate) async fn begin(&self, lanes: Vec<Lane>, publish: Publish, arrived: Instant) -> Result<Pending, RouterError> {
+        let entry = (!publish.volatile).then(|| {
+            encode_entry(&v1::Delivery {
                 nsp: publish.nsp.clone(),
-                rooms: rooms.clone(),
+                rooms: lanes.iter().filter_map(|lane| lane.room.clone()).collect(),
                 except: publish.except.clone(),
                 volatile: false,
                 stamps: Vec::new(),
                 packet: Some(publish.packet.clone()),
-                store,
+                store: publish.store,
                 id_field: publish.id_field.clone(),
-            });
-            for lane in lanes {
-                match self.broker.stream_append(&lane.stream(), entry.clone(), self.retention).await {
-                    Ok(offset) => offsets.push(offset),
-                    Err(error) => return Err(self.note_failure(error.into())),
-                }
-            }
+            })
+        });
+        let (done, queued) = oneshot::channel();
+        let job = Job { lanes, publish, entry, arrived, done };
+        self.jobs.send(job).await.map_err(|_| shutting_down())?;
+        Ok(Pending { queued })
+    }
+}
+
+/// The task that appends broadcasts to their streams, numbers them and
+/// queues them for their gateways, one group at a time.
+struct Appender {
+    broker: Arc<dyn Broker>,
+    retention: Retention,
+    table: Arc<Mutex<RoomTable>>,
+    batchers: Arc<Batchers>,
+    /// The last failure to append, and when.
+    failed: Option<(Instant, RouterError)>,
+}
+
+impl Appender {
+    async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        let mut group = Vec::with_capacity(MAX_APPENDS);
+        while queue.recv_many(&mut group, MAX_APPENDS).await > 0 {
+            self.append(&mut group).await;
         }
+    }
+
+    /// Appends a group of broadcasts in one pipeline, then numbers and
+    /// queues each in turn.
+    async fn append(&mut self, group: &mut Vec<Job>) {
+        let mut appends = Vec::new();
+        let mut jobs = Vec::with_capacity(group.len());
+        for job in group.drain(..) {
+            if job.entry.is_some()
+                && let Some((_, error)) = self.failed.as_ref().filter(|(at, _)| *at >= job.arrived)
+            {
+                // It waited behind an outage: it fails with it, at once.
+                let _ = job.done.send(Err(error.clone()));
+                continue;
+            }
+            if let Some(entry) = &job.entry {
+                appends.extend(job.lanes.iter().map(|lane| (lane.stream(), entry.clone())));
+            }
+            jobs.push(job);
+        }
+        let mut offsets = match self.broker.stream_append_many(&appends, self.retention).await {
+            Ok(offsets) => offsets.into_iter(),
+            Err(error) => {
+                let error = RouterError::from(error);
+                self.failed = Some((Instant::now(), error.clone()));
+                for job in jobs.extract_if(.., |job| job.entry.is_some()) {
+                    let _ = job.done.send(Err(error.clone()));
+                }
+                Vec::new().into_iter()
+            }
+        };
+        for job in jobs {
+            let own: Vec<String> = if job.entry.is_some() { offsets.by_ref().take(job.lanes.len()).collect() } else { Vec::new() };
+            let outcome = self.queue(&job.lanes, job.publish, own).await;
+            let _ = job.done.send(outcome);
+        }
+    }
+
+    /// Numbers an appended broadcast (at `offsets`) in its lanes and queues
+    /// it for every gateway with members.
+    async fn queue(&self, lanes: &[Lane], publish: Publish, offsets: Vec<String>) -> Result<Queued, RouterError> {
         let packet = match (publish.id_field.as_str(), offsets.first()) {
             ("", _) => publish.packet,
             (field, Some(offset)) => publish.packet.with_field(field, offset).ok_or_else(|| {
@@ -256,9 +317,9 @@ impl Fanout {
             })?,
             (field, None) => return Err(RouterError::Invalid(format!("id_field {field:?} on a volatile publish"))),
         };
-
+        let rooms: Vec<String> = lanes.iter().filter_map(|lane| lane.room.clone()).collect();
         let (stamps, gateways) = {
-            let mut table = lock(table);
+            let mut table = lock(&self.table);
             let stamps: Vec<v1::Stamp> = lanes
                 .iter()
                 .enumerate()
@@ -274,7 +335,6 @@ impl Fanout {
             };
             (stamps, gateways)
         };
-
         let delivery: Bytes = encode_delivery(&v1::Delivery {
             nsp: publish.nsp,
             rooms,
@@ -282,33 +342,15 @@ impl Fanout {
             volatile: publish.volatile,
             stamps,
             packet: Some(packet),
-            store,
+            store: publish.store && !publish.volatile,
             id_field: String::new(),
         });
         let mut batches = Vec::with_capacity(gateways.len());
         for gateway in &gateways {
-            match self.batchers.enqueue(gateway, delivery.clone()).await {
-                Ok(outcome) => batches.push(outcome),
-                Err(error) => return Err(self.note_failure(error)),
-            }
+            batches.push(self.batchers.enqueue(gateway, delivery.clone()).await?);
         }
-        // Queued in order: the next broadcast to these lanes may go ahead
-        // while this one waits for its batches.
-        drop(guards);
-        Ok(Pending { offsets, batches })
+        Ok(Queued { offsets, batches })
     }
-
-    /// Notes a broker failure for the broadcasts waiting meanwhile; the
-    /// error, to return.
-    fn note_failure(&self, error: RouterError) -> RouterError {
-        *lock(&self.failed) = Some((Instant::now(), error.clone()));
-        error
-    }
-}
-
-/// The lock stripe of a lane.
-fn stripe(key: &str) -> usize {
-    (hash64("", key) % STRIPES as u64) as usize
 }
 
 #[cfg(test)]
@@ -327,11 +369,5 @@ mod tests {
                 ("room:/chat:a".to_owned(), "sb:room:/chat:a".to_owned())
             ]
         );
-    }
-
-    #[test]
-    fn stripes_are_in_range_and_stable() {
-        assert!((0..1000).all(|i| stripe(&room_key("/", &i.to_string())) < STRIPES));
-        assert_eq!(stripe("room:/chat:general"), stripe("room:/chat:general"));
     }
 }

@@ -37,7 +37,7 @@ struct Inner {
     id: RouterId,
     routers: Membership,
     gateways: Membership,
-    table: Mutex<RoomTable>,
+    table: Arc<Mutex<RoomTable>>,
     fanout: Fanout,
     broker: Arc<dyn Broker>,
     retention: Retention,
@@ -56,11 +56,12 @@ impl Router {
     /// over `broker`. Nothing happens until [`run`](Self::run).
     pub fn new(id: RouterId, address: impl Into<String>, broker: Arc<dyn Broker>, config: RouterConfig) -> Router {
         let own = Member::new(id.clone(), address);
+        let table = Arc::new(Mutex::new(RoomTable::new()));
         let inner = Inner {
             routers: Membership::register(broker.clone(), ROUTERS, own, config.lease),
             gateways: Membership::observe(broker.clone(), GATEWAYS, config.lease),
-            table: Mutex::new(RoomTable::new()),
-            fanout: Fanout::new(&id, broker.clone(), &config),
+            fanout: Fanout::new(&id, broker.clone(), table.clone(), &config),
+            table,
             broker,
             retention: config.retention,
             retired: std::sync::atomic::AtomicBool::new(false),
@@ -213,7 +214,7 @@ impl Router {
                 return Err(RouterError::NotOwner { key: lane.key.clone(), owner });
             }
         }
-        self.inner.fanout.begin(&self.inner.table, &lanes, publish, arrived).await
+        self.inner.fanout.begin(lanes, publish, arrived).await
     }
 
     /// The kept messages of a room (see the [history module](crate::history)):

@@ -18,12 +18,11 @@ pub enum Trim {
 /// Settings of a [`RedisBroker`](super::RedisBroker).
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// Bound on one call: taking a pooled connection and the round trip.
+    /// Bound on one call: the round trip, and opening the connection if it
+    /// must be.
     pub command_timeout: Duration,
     /// Bound on opening one connection.
     pub connect_timeout: Duration,
-    /// Connections in the command pool (each one multiplexed).
-    pub pool_size: usize,
     pub trim: Trim,
     /// First pause before the pub/sub connection tries again; it doubles up
     /// to `reconnect_delay_max`.
@@ -41,7 +40,6 @@ impl Default for RedisOptions {
         Self {
             command_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
-            pool_size: 16,
             trim: Trim::Approximate,
             reconnect_delay: Duration::from_millis(50),
             reconnect_delay_max: Duration::from_secs(1),
