@@ -296,7 +296,13 @@ impl Broker for RedisBroker {
             }
             let mut pipeline = ::redis::pipe();
             for (stream, data) in appends {
-                pipeline.invoke_script(&stream::append_invocation(&self.append, stream, data, retention, self.options.trim));
+                pipeline.invoke_script(&stream::append_invocation(
+                    &self.append,
+                    stream,
+                    data,
+                    retention,
+                    self.options.trim,
+                ));
             }
             let script = &self.append;
             let ids = self
@@ -305,7 +311,9 @@ impl Broker for RedisBroker {
                         // A Redis that restarted forgot the script: load it,
                         // then once more (`EVALSHA` of an unknown script ran
                         // nothing).
-                        Err(error) if error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
+                        Err(error)
+                            if error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+                        {
                             script.prepare_invoke().load_async(&mut conn).await?;
                             pipeline.query_async::<Vec<String>>(&mut conn).await
                         }

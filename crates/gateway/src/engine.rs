@@ -314,8 +314,11 @@ impl EngineConn {
             Limit::SocketsPerUser.count();
             return self.refuse(&packet.nsp, "Too many connections", "too_many_connections");
         }
+        let mut stages = Stages::start();
         let request = ConnectRequest { identity: &identity, auth: &auth, query: &self.query };
-        if let Err(refusal) = nsp.handler().authorize(&request).await {
+        let authorized = nsp.handler().authorize(&request).await;
+        stages.mark("authorize");
+        if let Err(refusal) = authorized {
             let mut body = json!({ "message": refusal.message });
             if let Some(data) = refusal.data {
                 body["data"] = data;
@@ -339,7 +342,9 @@ impl EngineConn {
                 restored
             }
             (None, Some(link), Some(pid), Some(offset)) if nsp.recovery_enabled() => {
-                match link.resume(nsp.name(), pid, offset).await {
+                let resumed = link.resume(nsp.name(), pid, offset).await;
+                stages.mark("resume");
+                match resumed {
                     Some(session) if user.is_none_or(|user| user == &*session.user_id) => {
                         let restored = Restored {
                             sid: session.sid.clone(),
@@ -388,10 +393,13 @@ impl EngineConn {
                 // Broadcasts acknowledged before this CONNECT, and still on
                 // their way to this gateway, are not for this socket.
                 link.catch_up().await;
+                stages.mark("catch_up");
             }
             // The limit holds cluster-wide: a slot per socket in Redis.
             let max = self.shared.config.limits.max_sockets_per_user;
-            match link.acquire_user_slot(nsp.name(), socket.user_id(), socket.id(), max).await {
+            let slot = link.acquire_user_slot(nsp.name(), socket.user_id(), socket.id(), max).await;
+            stages.mark("user_slot");
+            match slot {
                 Ok(true) => {}
                 Ok(false) => {
                     socket.mark_disconnected();
@@ -424,7 +432,10 @@ impl EngineConn {
             // Joined (and announced) first, then read: what is broadcast
             // meanwhile is held, and sent after the replay unless replayed.
             link.barrier(nsp.name(), &rooms).await;
-            let Some(replay) = link.replay(nsp.name(), session).await else {
+            stages.mark("barrier");
+            let replay = link.replay(nsp.name(), session).await;
+            stages.mark("replay");
+            let Some(replay) = replay else {
                 metrics::counter!("switchboard_gateway_recovery_attempts_total", "outcome" => "failed").increment(1);
                 tracing::warn!(sid = %self.sid, "replay failed: closing the session so that the client tries again");
                 socket.release(&[]);
@@ -453,6 +464,8 @@ impl EngineConn {
         self.push(encode::control(PacketKind::Connect, nsp.name(), Some(&reply)));
         metrics::counter!("switchboard_gateway_connects_total", "result" => "ok").increment(1);
         nsp.handler().on_connect(&socket, &auth).await;
+        stages.mark("on_connect");
+        stages.report(&self.sid);
         Ok(())
     }
 
@@ -517,4 +530,36 @@ pub(crate) fn random_id() -> String {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// How long the awaited steps of a CONNECT took, for a warning when one is
+/// slow (a cluster under a reconnection storm, a slow Redis or router).
+struct Stages {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    took: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Stages {
+    /// A CONNECT slower than this is logged, with its steps.
+    const SLOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn start() -> Stages {
+        let now = std::time::Instant::now();
+        Stages { started: now, last: now, took: Vec::new() }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.took.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, sid: &str) {
+        let total = self.started.elapsed();
+        if total >= Self::SLOW {
+            let steps: Vec<String> = self.took.iter().map(|(step, took)| format!("{step}={took:?}")).collect();
+            tracing::warn!(sid, ?total, steps = steps.join(" "), "slow connect");
+        }
+    }
 }

@@ -220,7 +220,8 @@ impl Fanout {
     ) -> Self {
         let batchers = Arc::new(Batchers::new(router_id, broker.clone(), config.batch));
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let appender = Appender { broker, retention: config.retention, table, batchers: batchers.clone(), failed: None };
+        let appender =
+            Appender { broker, retention: config.retention, table, batchers: batchers.clone(), failed: None };
         tokio::spawn(appender.run(queue));
         Self { jobs, batchers }
     }
@@ -232,7 +233,12 @@ impl Fanout {
     /// The sequential stage of `publish` (which arrived at `arrived`) to
     /// its `lanes` (which the caller checked this router owns, and the
     /// publish for validity): queued for the appender, in call order.
-    pub(crate) async fn begin(&self, lanes: Vec<Lane>, publish: Publish, arrived: Instant) -> Result<Pending, RouterError> {
+    pub(crate) async fn begin(
+        &self,
+        lanes: Vec<Lane>,
+        publish: Publish,
+        arrived: Instant,
+    ) -> Result<Pending, RouterError> {
         let entry = (!publish.volatile).then(|| {
             encode_entry(&v1::Delivery {
                 nsp: publish.nsp.clone(),
@@ -301,7 +307,8 @@ impl Appender {
             }
         };
         for job in jobs {
-            let own: Vec<String> = if job.entry.is_some() { offsets.by_ref().take(job.lanes.len()).collect() } else { Vec::new() };
+            let own: Vec<String> =
+                if job.entry.is_some() { offsets.by_ref().take(job.lanes.len()).collect() } else { Vec::new() };
             let outcome = self.queue(&job.lanes, job.publish, own).await;
             let _ = job.done.send(outcome);
         }

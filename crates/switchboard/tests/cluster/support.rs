@@ -48,7 +48,7 @@ impl DerefMut for Harness {
 
 /// Two routers, three gateways, the binary under test.
 pub(crate) fn options() -> ClusterOptions {
-    ClusterOptions::new(BIN)
+    ClusterOptions::new(std::env::var("SB_SWITCHBOARD_BIN").unwrap_or_else(|_| BIN.to_owned()))
 }
 
 pub(crate) async fn start(options: ClusterOptions) -> Harness {
@@ -363,6 +363,8 @@ pub(crate) struct Reconnection {
     /// `socket.recovered` of socket.io-client: the server kept our pid.
     pub(crate) recovered: bool,
     pub(crate) same_id: bool,
+    /// Attempts that failed before (no answer, or an error).
+    pub(crate) failed_attempts: usize,
 }
 
 /// What `socket.io-client` does when its transport closes: try again, with
@@ -397,6 +399,7 @@ pub(crate) fn reconnect_elsewhere_within(
         let offset = member.client.last_offset();
         let auth = json!({"token": token, "pid": pid, "offset": offset.map_or(Value::Null, Value::String)});
         let deadline = Instant::now() + retry;
+        let mut failed_attempts = 0;
         for (gateway, addr) in candidates.iter().cycle() {
             match TestClient::connect(*addr, "/", auth.clone()).await {
                 Ok(client) => {
@@ -406,12 +409,13 @@ pub(crate) fn reconnect_elsewhere_within(
                     let same_id = client.id() == old_id;
                     member.client = client;
                     member.gateway = *gateway;
-                    return Reconnection { member, took, recovered, same_id };
+                    return Reconnection { member, took, recovered, same_id, failed_attempts };
                 }
                 Err(ConnectError::Refused { message, data }) => {
                     panic!("{}: reconnection refused by gateway {gateway}: {message} {data}", member.user);
                 }
                 Err(error) => {
+                    failed_attempts += 1;
                     assert!(
                         Instant::now() < deadline,
                         "{}: no gateway took the reconnection within {retry:?}; last: {error:?}",
