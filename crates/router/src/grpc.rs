@@ -14,9 +14,11 @@
 //! publishes are numbered and queued in arrival order: a reader task stamps
 //! each message with its arrival time and queues it; the session task takes
 //! them in turn, running each publish's sequential stage
-//! ([`Router::start_publish`]: append, number, queue); the wait for its
-//! batches ([`Pending::finish`](crate::Pending::finish)) runs on a task of
-//! its own, which answers. Announcements and publishes thus keep their
+//! ([`Router::start_publish`]: checked, and queued for the router's
+//! appender, which appends, numbers and queues for the gateways in that
+//! order); the wait for all that and its batches
+//! ([`Pending::finish`](crate::Pending::finish)) runs on a task of its own,
+//! which answers. Announcements and publishes thus keep their
 //! order, and a slow batch holds back no other publish. The arrival time
 //! lets a publish that queued behind one that met a Redis outage fail at
 //! once with it.

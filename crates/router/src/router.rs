@@ -186,10 +186,11 @@ impl Router {
     }
 
     /// The sequential stage of a broadcast that arrived at `arrived`:
-    /// checked, appended, numbered and queued for every gateway when this
-    /// returns, so that broadcasts started one after the other are
-    /// numbered in that order; [`Pending::finish`] then waits for its
-    /// batches, concurrently with later broadcasts.
+    /// checked, and queued for the appender when this returns, so that
+    /// broadcasts started one after the other are appended, numbered and
+    /// queued for their gateways in that order; [`Pending::finish`] then
+    /// waits for that and for its batches, concurrently with later
+    /// broadcasts.
     ///
     /// Refused with [`RouterError::Invalid`] for a publish that breaks the
     /// contract (volatile with store; `id_field` without store, with more
