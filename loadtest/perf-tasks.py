@@ -20,7 +20,7 @@ def samples(path):
                 yield tid, frames
             tid, frames = None, []
             continue
-        if not line.startswith('\t') and not line.startswith(' '):
+        if not line.startswith('\t') and re.match(r'\s*\d+(\s|$)', line):
             if tid is not None:
                 yield tid, frames
             parts = line.split()

@@ -31,9 +31,9 @@ impl Default for LeaseConfig {
 /// How deliveries to one gateway are batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// How long the first delivery of a batch waits for others (1 ms by
-    /// default); zero: not at all, a batch is what queued while the previous
-    /// one was being published (lower latency, smaller batches).
+    /// How long the first delivery of a batch waits for others; zero (the
+    /// default): not at all, a batch is what queued while the previous one
+    /// was being published (lower latency, smaller batches).
     pub linger: Duration,
     /// Deliveries in one batch at most; a full batch leaves at once.
     pub max_deliveries: usize,
@@ -44,7 +44,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { linger: Duration::from_millis(1), max_deliveries: 64, queue: 4096 }
+        Self { linger: Duration::ZERO, max_deliveries: 64, queue: 4096 }
     }
 }
 

@@ -144,8 +144,9 @@ pub(crate) struct Settings {
     pub(crate) cluster_secret: Option<String>,
 
     /// Router role: how long a delivery batch for a gateway waits for more
-    /// deliveries; `0s` publishes at once (lower latency, more CPU).
-    #[arg(long, env = "SWITCHBOARD_ROUTER_BATCH_LINGER", default_value = "1ms", value_parser = duration("SWITCHBOARD_ROUTER_BATCH_LINGER"), global = true)]
+    /// deliveries; `0s` publishes what queued meanwhile (lower latency, a
+    /// little more CPU).
+    #[arg(long, env = "SWITCHBOARD_ROUTER_BATCH_LINGER", default_value = "0s", value_parser = duration("SWITCHBOARD_ROUTER_BATCH_LINGER"), global = true)]
     pub(crate) router_batch_linger: Duration,
     /// Gateway role: on SIGTERM, how long closing every session takes (in
     /// batches with jitter, so that clients reconnect elsewhere gradually).
