@@ -137,12 +137,10 @@ impl Router {
         self.table().resync(gateway, state)
     }
 
-    /// Drops a gateway whose lease ended: its rooms, its users (those that
-    /// went offline are returned) and its delivery queue.
+    /// Drops a gateway whose lease ended: its rooms and its users (those
+    /// that went offline are returned).
     pub fn forget_gateway(&self, gateway: &GatewayId) -> Vec<PresenceEvent> {
-        let offline = self.table().forget_gateway(gateway);
-        self.inner.fanout.forget_gateway(gateway);
-        offline
+        self.table().forget_gateway(gateway)
     }
 
     /// The gateways holding members of a room.
