@@ -120,26 +120,6 @@ pub trait Broker: Send + Sync + 'static {
         })
     }
 
-    /// Publishes each `(channel, message)` of `publishes`, then appends
-    /// each of `appends` as [`stream_append_many`](Self::stream_append_many)
-    /// does, in that order and in one round trip where the broker can: how
-    /// many subscribers each message reached, and the new entries' ids. On
-    /// an error some of them may have happened.
-    fn publish_then_append<'a>(
-        &'a self,
-        publishes: &'a [(String, Bytes)],
-        appends: &'a [(String, Bytes)],
-        retention: Retention,
-    ) -> BoxFuture<'a, Result<(Vec<usize>, Vec<String>)>> {
-        Box::pin(async move {
-            let mut heard = Vec::with_capacity(publishes.len());
-            for (channel, message) in publishes {
-                heard.push(self.publish(channel, message.clone()).await?);
-            }
-            Ok((heard, self.stream_append_many(appends, retention).await?))
-        })
-    }
-
     /// Up to `count` entries strictly after `after` (any `<ms>-<seq>` id,
     /// padded or not), oldest first.
     fn stream_range_after<'a>(

@@ -12,8 +12,7 @@
 //! | method | Redis |
 //! |---|---|
 //! | `stream_append` | a script: `XADD MAXLEN`, `XTRIM MINID` (`~` or `=`, see [`Trim`]), `PEXPIRE` (module `stream`) |
-//! | `stream_append_many` | the same script once per append, in one pipeline (after a `SCRIPT LOAD`) |
-//! | `publish_then_append` | `PUBLISH`es, then the appends, in one pipeline |
+//! | `stream_append_many` | the same script once per append, in one pipeline |
 //! | `stream_range_after` | `XRANGE key (id + COUNT n` |
 //! | `stream_last` | `XREVRANGE key + - COUNT n` |
 //! | `stream_get` | `XRANGE key id id COUNT 1` |
@@ -291,30 +290,11 @@ impl Broker for RedisBroker {
         appends: &'a [(String, Bytes)],
         retention: Retention,
     ) -> BoxFuture<'a, Result<Vec<String>>> {
-        Box::pin(async move { Ok(self.publish_then_append(&[], appends, retention).await?.1) })
-    }
-
-    fn publish_then_append<'a>(
-        &'a self,
-        publishes: &'a [(String, Bytes)],
-        appends: &'a [(String, Bytes)],
-        retention: Retention,
-    ) -> BoxFuture<'a, Result<(Vec<usize>, Vec<String>)>> {
         Box::pin(async move {
-            if publishes.is_empty() && appends.is_empty() {
-                return Ok((Vec::new(), Vec::new()));
+            if appends.is_empty() {
+                return Ok(Vec::new());
             }
             let mut pipeline = ::redis::pipe();
-            for (channel, message) in publishes {
-                pipeline.cmd("PUBLISH").arg(channel).arg(&message[..]);
-            }
-            if !appends.is_empty() {
-                // A Redis that restarted forgot the script; loading it again
-                // (a hash and a lookup when it is known) is cheaper than a
-                // second round trip, and the PUBLISHes before it must not be
-                // sent twice.
-                pipeline.cmd("SCRIPT").arg("LOAD").arg(stream::APPEND);
-            }
             for (stream, data) in appends {
                 pipeline.invoke_script(&stream::append_invocation(
                     &self.append,
@@ -324,28 +304,24 @@ impl Broker for RedisBroker {
                     self.options.trim,
                 ));
             }
-            let command = if publishes.is_empty() { "XADD" } else { "PUBLISH" };
-            let replies = self
-                .run(command, |mut conn| async move { pipeline.query_async::<Vec<Value>>(&mut conn).await })
+            let script = &self.append;
+            let ids = self
+                .run("XADD", |mut conn| async move {
+                    match pipeline.query_async::<Vec<String>>(&mut conn).await {
+                        // A Redis that restarted forgot the script: load it,
+                        // then once more (`EVALSHA` of an unknown script ran
+                        // nothing).
+                        Err(error)
+                            if error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+                        {
+                            script.prepare_invoke().load_async(&mut conn).await?;
+                            pipeline.query_async::<Vec<String>>(&mut conn).await
+                        }
+                        other => other,
+                    }
+                })
                 .await?;
-            let mut replies = replies.into_iter();
-            let heard = replies
-                .by_ref()
-                .take(publishes.len())
-                .map(|reply| match reply {
-                    Value::Int(n) => Ok(usize::try_from(n).unwrap_or(0)),
-                    other => Err(unavailable(format_args!("unexpected PUBLISH reply {other:?}"))),
-                })
-                .collect::<Result<Vec<usize>>>()?;
-            let ids = replies
-                .skip(usize::from(!appends.is_empty()))
-                .map(|reply| match reply {
-                    Value::BulkString(id) => stream::padded(&String::from_utf8_lossy(&id)),
-                    Value::SimpleString(id) => stream::padded(&id),
-                    other => Err(unavailable(format_args!("unexpected XADD reply {other:?}"))),
-                })
-                .collect::<Result<Vec<String>>>()?;
-            Ok((heard, ids))
+            ids.iter().map(|id| stream::padded(id)).collect()
         })
     }
 

@@ -1,91 +1,167 @@
-//! Delivery batches: what one group of broadcasts (see
-//! [`fanout`](crate::fanout)) gives each gateway, as one `PUBLISH` on
-//! `sb:gw:<gateway id>` per `max_deliveries` at most: a protobuf
+//! `Batchers`: one queue and task per gateway that turns deliveries into
+//! batches, one `PUBLISH` on `sb:gw:<gateway id>` each: a protobuf
 //! `ChannelMessage` holding a `DeliveryBatch` (see [`wire`](crate::wire)).
 //!
-//! A group is what queued for the router's appender during the previous
-//! round trip to Redis, so batches grow by themselves under load, and an
-//! idle room's delivery waits for nothing. The appender sends a group's
-//! batches in the same pipeline as the next group's appends (or alone, when
-//! nothing else queued), on the one command connection: each gateway's
-//! channel gets its deliveries in the order the appender numbered them.
+//! By default (a zero `linger`) a batch is what queued while the previous
+//! `PUBLISH` was in flight, up to `max_deliveries`: under load batches grow
+//! by themselves, and an idle room's delivery waits for nothing. With a
+//! `linger` (`SWITCHBOARD_ROUTER_BATCH_LINGER=1ms`) a batch leaves when it
+//! holds `max_deliveries` or `linger` after its first delivery arrived: on a
+//! cluster of 1,000 clients in rooms of 10 that cost 7 % less CPU per
+//! delivery for twice the p99 latency (5.4 against 2.3 ms;
+//! docs/benchmarks.md). One task per gateway publishes its batches one
+//! after the other, which keeps the order deliveries were queued in: the
+//! order in which [`fanout`](crate::fanout) numbered them.
 //!
-//! A `PUBLISH` that reached no subscriber is not a failure: the gateway is
-//! gone or reconnecting, its lease will end, and its clients recover stored
-//! packets from the streams.
+//! Each delivery carries a one-shot sender that learns how its batch went,
+//! so a publisher hears of a failed `PUBLISH` instead of its packet being
+//! dropped without a word; after a failure, whatever is queued fails at
+//! once too, so that during an outage no publisher waits longer than about
+//! one command timeout. A `PUBLISH` that reached no subscriber is not a
+//! failure: the gateway is gone or reconnecting, its lease will end, and
+//! its clients recover stored packets from the streams.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use switchboard_broker::Broker;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use crate::GatewayId;
+use crate::config::BatchConfig;
+use crate::sync::lock;
 use crate::wire::encode_batch;
+use crate::{GatewayId, RouterError, RouterId};
 
 /// Counter of batches published, label `outcome` (`ok`, `unheard`, `failed`).
 pub const BATCHES: &str = "switchboard_router_batches_total";
 /// Histogram of deliveries per batch.
 pub const BATCH_SIZE: &str = "switchboard_router_batch_deliveries";
 
+/// How a delivery's batch went.
+pub(crate) type Outcome = Result<(), RouterError>;
+
 /// The channel a gateway receives its batches on: `sb:gw:<id>`.
 pub fn gateway_channel(gateway: &GatewayId) -> String {
     format!("sb:gw:{gateway}")
 }
 
-/// The deliveries of one group, per gateway, in the order they were added.
-#[derive(Default)]
-pub(crate) struct Batches {
-    per_gateway: BTreeMap<GatewayId, Vec<Bytes>>,
+struct Queued {
+    /// An encoded `Delivery` (see [`wire`](crate::wire)).
+    delivery: Bytes,
+    done: oneshot::Sender<Outcome>,
 }
 
-/// A group's batches as `PUBLISH`es: `(channel, message)`, and how many
-/// deliveries each carries.
-#[derive(Default)]
-pub(crate) struct Messages {
-    pub(crate) publishes: Vec<(String, Bytes)>,
-    pub(crate) sizes: Vec<usize>,
+/// The per-gateway queues; their tasks end when the queue is dropped (the
+/// gateway is forgotten, or the router is) after publishing what is queued.
+pub(crate) struct Batchers {
+    /// This router's id, in every batch.
+    router_id: Arc<str>,
+    broker: Arc<dyn Broker>,
+    config: BatchConfig,
+    queues: Mutex<HashMap<GatewayId, mpsc::Sender<Queued>>>,
 }
 
-impl Batches {
-    /// Adds an encoded delivery (see [`wire`](crate::wire)) for `gateway`.
-    pub(crate) fn add(&mut self, gateway: &GatewayId, delivery: Bytes) {
-        match self.per_gateway.get_mut(gateway) {
-            Some(deliveries) => deliveries.push(delivery),
-            None => {
-                self.per_gateway.insert(gateway.clone(), vec![delivery]);
+impl Batchers {
+    pub(crate) fn new(router_id: &RouterId, broker: Arc<dyn Broker>, config: BatchConfig) -> Self {
+        Self { router_id: Arc::from(router_id.as_str()), broker, config, queues: Mutex::new(HashMap::new()) }
+    }
+
+    /// Queues an encoded delivery for `gateway` (waiting while its queue is
+    /// full); the receiver learns how its batch went.
+    pub(crate) async fn enqueue(
+        &self,
+        gateway: &GatewayId,
+        delivery: Bytes,
+    ) -> Result<oneshot::Receiver<Outcome>, RouterError> {
+        let (done, outcome) = oneshot::channel();
+        let queue = self.queue(gateway);
+        queue
+            .send(Queued { delivery, done })
+            .await
+            .map_err(|_| RouterError::Unavailable(format!("the batcher of gateway {gateway} stopped")))?;
+        Ok(outcome)
+    }
+
+    /// Drops the queue of a gateway that is gone; what it holds is still
+    /// published.
+    pub(crate) fn close(&self, gateway: &GatewayId) {
+        lock(&self.queues).remove(gateway);
+    }
+
+    fn queue(&self, gateway: &GatewayId) -> mpsc::Sender<Queued> {
+        let mut queues = lock(&self.queues);
+        if let Some(queue) = queues.get(gateway).filter(|queue| !queue.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, deliveries) = mpsc::channel(self.config.queue.max(1));
+        let channel = Channel { router_id: self.router_id.clone(), name: gateway_channel(gateway) };
+        tokio::spawn(run(self.broker.clone(), channel, self.config, deliveries));
+        queues.insert(gateway.clone(), queue.clone());
+        queue
+    }
+}
+
+/// Where a batcher publishes, as whom.
+struct Channel {
+    router_id: Arc<str>,
+    name: String,
+}
+
+/// The task of one gateway: batch, publish, tell, until the queue closes.
+async fn run(broker: Arc<dyn Broker>, channel: Channel, config: BatchConfig, mut deliveries: mpsc::Receiver<Queued>) {
+    let max = config.max_deliveries.max(1);
+    let mut batch: Vec<Queued> = Vec::with_capacity(max);
+    while let Some(first) = deliveries.recv().await {
+        batch.push(first);
+        if config.linger.is_zero() {
+            // No timer: what queued while the previous batch was being
+            // published goes now, in one batch. Under load batches grow by
+            // themselves; an idle room's delivery waits for nothing.
+            while batch.len() < max {
+                match deliveries.try_recv() {
+                    Ok(queued) => batch.push(queued),
+                    Err(_) => break,
+                }
+            }
+        } else {
+            let deadline = Instant::now() + config.linger;
+            while batch.len() < max {
+                match tokio::time::timeout_at(deadline, deliveries.recv()).await {
+                    Ok(Some(queued)) => batch.push(queued),
+                    // Closed: publish what we have, then the outer loop ends.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        if let Err(error) = publish(&*broker, &channel, &mut batch).await {
+            // The broker is out: what is queued would fail the same way, one
+            // timeout per batch. Its publishers hear it now, not in turn.
+            while let Ok(queued) = deliveries.try_recv() {
+                let _ = queued.done.send(Err(error.clone()));
             }
         }
     }
-
-    /// The `PUBLISH`es carrying them, `max` deliveries each at most, signed
-    /// with `router_id`.
-    pub(crate) fn into_messages(self, router_id: &str, max: usize) -> Messages {
-        let mut messages = Messages::default();
-        for (gateway, deliveries) in self.per_gateway {
-            let channel = gateway_channel(&gateway);
-            for chunk in deliveries.chunks(max.max(1)) {
-                messages.publishes.push((channel.clone(), encode_batch(router_id, chunk.iter())));
-                messages.sizes.push(chunk.len());
-            }
-        }
-        messages
-    }
 }
 
-impl Messages {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.publishes.is_empty()
+async fn publish(broker: &dyn Broker, channel: &Channel, batch: &mut Vec<Queued>) -> Outcome {
+    let payload = encode_batch(&channel.router_id, batch.iter().map(|queued| &queued.delivery));
+    let outcome = broker.publish(&channel.name, payload).await;
+    let label = match &outcome {
+        Ok(0) => "unheard",
+        Ok(_) => "ok",
+        Err(_) => "failed",
+    };
+    metrics::counter!(BATCHES, "outcome" => label).increment(1);
+    metrics::histogram!(BATCH_SIZE).record(batch.len() as f64);
+    if let Err(error) = &outcome {
+        tracing::debug!(channel = channel.name, %error, deliveries = batch.len(), "batch not published");
     }
-
-    /// Records how they went: the subscribers each reached, or a failure.
-    pub(crate) fn record(&self, heard: Result<&[usize], ()>) {
-        for (i, size) in self.sizes.iter().enumerate() {
-            let label = match heard {
-                Ok(heard) if heard.get(i).copied().unwrap_or(0) == 0 => "unheard",
-                Ok(_) => "ok",
-                Err(()) => "failed",
-            };
-            metrics::counter!(BATCHES, "outcome" => label).increment(1);
-            metrics::histogram!(BATCH_SIZE).record(*size as f64);
-        }
+    let outcome: Outcome = outcome.map(|_| ()).map_err(RouterError::from);
+    for queued in batch.drain(..) {
+        // A publisher that stopped waiting does not mind.
+        let _ = queued.done.send(outcome.clone());
     }
+    outcome
 }

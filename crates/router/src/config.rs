@@ -28,22 +28,23 @@ impl Default for LeaseConfig {
     }
 }
 
-/// How broadcasts are grouped and deliveries batched (see
-/// [`fanout`](crate::fanout) and [`batcher`](crate::batcher)): a group is
-/// what queued during the previous round trip to Redis, with no timer.
+/// How deliveries to one gateway are batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Deliveries in one `PUBLISH` to a gateway at most.
+    /// How long the first delivery of a batch waits for others; zero (the
+    /// default): not at all, a batch is what queued while the previous one
+    /// was being published (lower latency, smaller batches).
+    pub linger: Duration,
+    /// Deliveries in one batch at most; a full batch leaves at once.
     pub max_deliveries: usize,
-    /// Broadcasts queued for the appender before publishers wait
-    /// (backpressure from a slow broker reaches the callers instead of
-    /// memory).
+    /// Deliveries queued per gateway before publishers wait (backpressure
+    /// from a slow broker reaches the callers instead of memory).
     pub queue: usize,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_deliveries: 64, queue: 4096 }
+        Self { linger: Duration::ZERO, max_deliveries: 64, queue: 4096 }
     }
 }
 

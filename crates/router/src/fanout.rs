@@ -19,26 +19,24 @@
 //!    under which key a reader writes the id into a kept message
 //!    (`id_field`);
 //! 2. then, for each broadcast in queue order, writes the entry id into the
-//!    packet under `id_field`, if asked, numbers it in each lane, and adds
-//!    one delivery to the batch of each gateway that holds members of any
-//!    of its rooms (for the namespace: any member of it) and to no other;
-//! 3. publishes the group's batches ([`batcher`](crate::batcher)) in the
-//!    same pipeline as the next group's appends, or alone when nothing else
-//!    queued: one round trip per group in all.
+//!    packet under `id_field`, if asked, numbers it in each lane, and
+//!    queues one delivery per gateway that holds members of any of its
+//!    rooms (for the namespace: any member of it) and to no other.
 //!
-//! One task doing all of it in queue order, on one connection, is what
-//! makes deliveries leave in offset order, with no lock held across a round
-//! trip; grouping is what makes it cheap under load: a group is what arrived
-//! during the previous round trip (a group commit), so there is no timer
-//! and an idle room waits for nothing. [`Pending::finish`] waits until the
-//! batches carrying the broadcast went out; a gateway's session keeps its
-//! publishes in order by starting them in turn and lets the waits overlap.
+//! One task doing both in queue order is what makes deliveries leave in
+//! offset order, with no lock held across a round trip; grouping is what
+//! makes the appends cheap under load: a group is what arrived during the
+//! previous group's round trip (a group commit), so there is no timer and
+//! an idle room waits for nothing. [`Pending::finish`] waits for the group
+//! and then for the batches carrying the broadcast; a gateway's session
+//! keeps its publishes in order by starting them in turn and lets the waits
+//! overlap.
 //!
-//! When a round trip fails, each non-volatile broadcast of the group it
-//! appended fails with the error, as does each broadcast whose batches it
-//! carried, and every one that was queued before the failure (it would
-//! meet the same outage, one timeout per group): during an outage none
-//! waits much longer than two timeouts. Broadcasts queued later try again.
+//! When a group's appends fail, each of its non-volatile broadcasts fails
+//! with the error, and so does every one that was queued before the failure
+//! (it would meet the same outage, one timeout per group): during an outage
+//! none waits much longer than two timeouts. Broadcasts queued later try
+//! again.
 //!
 //! The caller hears [`RouterError::Unavailable`] if the broker failed at any
 //! step: a broadcast is acknowledged only when it was handed to every
@@ -55,7 +53,7 @@ use switchboard_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::batcher::{Batches, Messages};
+use crate::batcher::{Batchers, Outcome};
 use crate::config::RouterConfig;
 use crate::ownership::{nsp_key, room_key};
 use crate::rooms::RoomTable;
@@ -109,6 +107,8 @@ impl Published {
 
 /// Broadcasts taken into one pipeline of appends at most.
 const MAX_APPENDS: usize = 512;
+/// Broadcasts waiting for the appender before publishers wait.
+const QUEUE: usize = 4096;
 
 /// A broadcast past its sequential stage: queued for the appender, which
 /// appends, numbers and queues it for every gateway in arrival order;
@@ -116,16 +116,36 @@ const MAX_APPENDS: usize = 512;
 #[derive(Debug)]
 #[must_use = "a publish is acknowledged only once its batches went out"]
 pub struct Pending {
-    outcome: oneshot::Receiver<Result<Published, RouterError>>,
+    queued: oneshot::Receiver<Result<Queued, RouterError>>,
+}
+
+/// What the appender made of a broadcast.
+#[derive(Debug)]
+struct Queued {
+    offsets: Vec<String>,
+    batches: Vec<oneshot::Receiver<Outcome>>,
 }
 
 impl Pending {
     /// Waits until it was appended and every batch carrying it was
     /// published: the outcome of the broadcast.
     pub async fn finish(self) -> Result<Published, RouterError> {
-        let outcome = self.outcome.await.unwrap_or_else(|_| Err(shutting_down()));
+        let outcome = match self.queued.await.unwrap_or_else(|_| Err(shutting_down())) {
+            Ok(queued) => queued.finish().await,
+            Err(error) => Err(error),
+        };
         metrics::counter!(PUBLISHES, "outcome" => outcome_label(outcome.as_ref().err())).increment(1);
         outcome
+    }
+}
+
+impl Queued {
+    async fn finish(self) -> Result<Published, RouterError> {
+        let gateways = self.batches.len();
+        for batch in self.batches {
+            batch.await.unwrap_or_else(|_| Err(shutting_down()))?;
+        }
+        Ok(Published { offsets: self.offsets, gateways })
     }
 }
 
@@ -175,6 +195,7 @@ impl Lane {
 /// appender task.
 pub(crate) struct Fanout {
     jobs: mpsc::Sender<Job>,
+    batchers: Arc<Batchers>,
 }
 
 /// A broadcast for the appender.
@@ -185,7 +206,7 @@ struct Job {
     /// written); `None` for a volatile broadcast.
     entry: Option<Bytes>,
     arrived: Instant,
-    done: oneshot::Sender<Result<Published, RouterError>>,
+    done: oneshot::Sender<Result<Queued, RouterError>>,
 }
 
 impl Fanout {
@@ -197,17 +218,16 @@ impl Fanout {
         table: Arc<Mutex<RoomTable>>,
         config: &RouterConfig,
     ) -> Self {
-        let (jobs, queue) = mpsc::channel(config.batch.queue.max(1));
-        let appender = Appender {
-            broker,
-            retention: config.retention,
-            table,
-            router_id: Arc::from(router_id.as_str()),
-            max_deliveries: config.batch.max_deliveries,
-            failed: None,
-        };
+        let batchers = Arc::new(Batchers::new(router_id, broker.clone(), config.batch));
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let appender =
+            Appender { broker, retention: config.retention, table, batchers: batchers.clone(), failed: None };
         tokio::spawn(appender.run(queue));
-        Self { jobs }
+        Self { jobs, batchers }
+    }
+
+    pub(crate) fn forget_gateway(&self, gateway: &GatewayId) {
+        self.batchers.close(gateway);
     }
 
     /// The sequential stage of `publish` (which arrived at `arrived`) to
@@ -231,71 +251,35 @@ impl Fanout {
                 id_field: publish.id_field.clone(),
             })
         });
-        let (done, outcome) = oneshot::channel();
+        let (done, queued) = oneshot::channel();
         let job = Job { lanes, publish, entry, arrived, done };
         self.jobs.send(job).await.map_err(|_| shutting_down())?;
-        Ok(Pending { outcome })
+        Ok(Pending { queued })
     }
 }
 
 /// The task that appends broadcasts to their streams, numbers them and
-/// publishes them to their gateways, one group at a time.
+/// queues them for their gateways, one group at a time.
 struct Appender {
     broker: Arc<dyn Broker>,
     retention: Retention,
     table: Arc<Mutex<RoomTable>>,
-    router_id: Arc<str>,
-    max_deliveries: usize,
-    /// The last failure of a round trip, and when.
+    batchers: Arc<Batchers>,
+    /// The last failure to append, and when.
     failed: Option<(Instant, RouterError)>,
-}
-
-/// A group appended and numbered, whose batches are still to be published,
-/// and the broadcasts that then succeed.
-#[derive(Default)]
-struct Outgoing {
-    messages: Messages,
-    waiting: Vec<(oneshot::Sender<Result<Published, RouterError>>, Published)>,
-}
-
-impl Outgoing {
-    /// Tells every broadcast of the group how its batches went.
-    fn finish(self, heard: Result<&[usize], &RouterError>) {
-        self.messages.record(heard.map_err(|_| ()));
-        for (done, published) in self.waiting {
-            // A publisher that stopped waiting does not mind.
-            let _ = done.send(heard.map(|_| published).map_err(Clone::clone));
-        }
-    }
 }
 
 impl Appender {
     async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut group = Vec::with_capacity(MAX_APPENDS);
-        let mut outgoing: Option<Outgoing> = None;
-        loop {
-            if outgoing.is_none() {
-                if queue.recv_many(&mut group, MAX_APPENDS).await == 0 {
-                    break;
-                }
-            } else {
-                // Batches wait to go out: they take along what queued, and
-                // wait for nothing more.
-                while group.len() < MAX_APPENDS {
-                    match queue.try_recv() {
-                        Ok(job) => group.push(job),
-                        Err(_) => break,
-                    }
-                }
-            }
-            outgoing = self.step(outgoing.take(), &mut group).await;
+        while queue.recv_many(&mut group, MAX_APPENDS).await > 0 {
+            self.append(&mut group).await;
         }
     }
 
-    /// One round trip: publishes the previous group's batches and appends
-    /// this group, in one pipeline; then numbers this group and puts its
-    /// batches together, for the next round trip.
-    async fn step(&mut self, previous: Option<Outgoing>, group: &mut Vec<Job>) -> Option<Outgoing> {
+    /// Appends a group of broadcasts in one pipeline, then numbers and
+    /// queues each in turn.
+    async fn append(&mut self, group: &mut Vec<Job>) {
         let mut appends = Vec::new();
         let mut jobs = Vec::with_capacity(group.len());
         for job in group.drain(..) {
@@ -311,51 +295,28 @@ impl Appender {
             }
             jobs.push(job);
         }
-        let publishes = previous.as_ref().map_or(&[][..], |previous| &previous.messages.publishes[..]);
-        let (heard, mut offsets) = match self.broker.publish_then_append(publishes, &appends, self.retention).await {
-            Ok((heard, offsets)) => (Ok(heard), offsets.into_iter()),
+        let mut offsets = match self.broker.stream_append_many(&appends, self.retention).await {
+            Ok(offsets) => offsets.into_iter(),
             Err(error) => {
                 let error = RouterError::from(error);
                 self.failed = Some((Instant::now(), error.clone()));
                 for job in jobs.extract_if(.., |job| job.entry.is_some()) {
                     let _ = job.done.send(Err(error.clone()));
                 }
-                (Err(error), Vec::new().into_iter())
+                Vec::new().into_iter()
             }
         };
-        if let Some(previous) = previous {
-            previous.finish(heard.as_deref());
-        }
-
-        let mut batches = Batches::default();
-        let mut next = Outgoing::default();
         for job in jobs {
             let own: Vec<String> =
                 if job.entry.is_some() { offsets.by_ref().take(job.lanes.len()).collect() } else { Vec::new() };
-            match self.number(&job.lanes, job.publish, own, &mut batches) {
-                // Delivered to nobody: done now.
-                Ok(published) if published.gateways == 0 => {
-                    let _ = job.done.send(Ok(published));
-                }
-                Ok(published) => next.waiting.push((job.done, published)),
-                Err(error) => {
-                    let _ = job.done.send(Err(error));
-                }
-            }
+            let outcome = self.queue(&job.lanes, job.publish, own).await;
+            let _ = job.done.send(outcome);
         }
-        next.messages = batches.into_messages(&self.router_id, self.max_deliveries);
-        (!next.waiting.is_empty() || !next.messages.is_empty()).then_some(next)
     }
 
-    /// Numbers an appended broadcast (at `offsets`) in its lanes and adds
-    /// its delivery to the batch of every gateway with members.
-    fn number(
-        &self,
-        lanes: &[Lane],
-        publish: Publish,
-        offsets: Vec<String>,
-        batches: &mut Batches,
-    ) -> Result<Published, RouterError> {
+    /// Numbers an appended broadcast (at `offsets`) in its lanes and queues
+    /// it for every gateway with members.
+    async fn queue(&self, lanes: &[Lane], publish: Publish, offsets: Vec<String>) -> Result<Queued, RouterError> {
         let packet = match (publish.id_field.as_str(), offsets.first()) {
             ("", _) => publish.packet,
             (field, Some(offset)) => publish.packet.with_field(field, offset).ok_or_else(|| {
@@ -391,10 +352,11 @@ impl Appender {
             store: publish.store && !publish.volatile,
             id_field: String::new(),
         });
+        let mut batches = Vec::with_capacity(gateways.len());
         for gateway in &gateways {
-            batches.add(gateway, delivery.clone());
+            batches.push(self.batchers.enqueue(gateway, delivery.clone()).await?);
         }
-        Ok(Published { offsets, gateways: gateways.len() })
+        Ok(Queued { offsets, batches })
     }
 }
 

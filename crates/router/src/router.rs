@@ -137,10 +137,12 @@ impl Router {
         self.table().resync(gateway, state)
     }
 
-    /// Drops a gateway whose lease ended: its rooms and its users (those
-    /// that went offline are returned).
+    /// Drops a gateway whose lease ended: its rooms, its users (those that
+    /// went offline are returned) and its delivery queue.
     pub fn forget_gateway(&self, gateway: &GatewayId) -> Vec<PresenceEvent> {
-        self.table().forget_gateway(gateway)
+        let offline = self.table().forget_gateway(gateway);
+        self.inner.fanout.forget_gateway(gateway);
+        offline
     }
 
     /// The gateways holding members of a room.

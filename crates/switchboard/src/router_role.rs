@@ -43,7 +43,9 @@ fn router_config(settings: &Settings) -> RouterConfig {
     let defaults = RouterConfig::default();
     let max_len = defaults.retention.max_len.max(settings.history_max_messages);
     let max_age = settings.recovery_window.max(settings.history_max_age);
-    RouterConfig { retention: Retention::new(max_len, Some(max_age)), ..defaults }
+    let mut batch = defaults.batch;
+    batch.linger = settings.router_batch_linger;
+    RouterConfig { retention: Retention::new(max_len, Some(max_age)), batch, ..defaults }
 }
 
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {

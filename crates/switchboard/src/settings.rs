@@ -143,6 +143,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "SWITCHBOARD_CLUSTER_SECRET", hide_env_values = true, global = true)]
     pub(crate) cluster_secret: Option<String>,
 
+    /// Router role: how long a delivery batch for a gateway waits for more
+    /// deliveries; `0s` publishes what queued meanwhile (lower latency, a
+    /// little more CPU).
+    #[arg(long, env = "SWITCHBOARD_ROUTER_BATCH_LINGER", default_value = "0s", value_parser = duration("SWITCHBOARD_ROUTER_BATCH_LINGER"), global = true)]
+    pub(crate) router_batch_linger: Duration,
     /// Gateway role: on SIGTERM, how long closing every session takes (in
     /// batches with jitter, so that clients reconnect elsewhere gradually).
     #[arg(long, env = "SWITCHBOARD_DRAIN_PERIOD", default_value = "10s", value_parser = duration("SWITCHBOARD_DRAIN_PERIOD"), global = true)]

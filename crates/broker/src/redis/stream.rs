@@ -26,7 +26,7 @@ const FIELD: &str = "d";
 const MAX_AGE_MS: u64 = 1 << 50;
 
 /// KEYS[1] stream; ARGV: trim (`~` or `=`), max len, data, max age in ms or ``.
-pub(super) const APPEND: &str = r"
+const APPEND: &str = r"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[2], '*', 'd', ARGV[3])
 if ARGV[4] == '' then
   redis.call('PERSIST', KEYS[1])
