@@ -104,8 +104,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Appends each `(stream, data)` of `appends` as
     /// [`stream_append`](Self::stream_append) does one, in the order given
     /// (appends to one stream get ids in that order), in one round trip
-    /// where the broker can; the ids, in the same order. On an error some
-    /// of them may have been appended.
+    /// where the broker can; the ids, in the same order. The count limit
+    /// holds after every append; the age limit and the stream's expiry may
+    /// be applied up to a second late (the Redis broker trims by age at most
+    /// once a second per stream). On an error some of them may have been
+    /// appended.
     fn stream_append_many<'a>(
         &'a self,
         appends: &'a [(String, Bytes)],

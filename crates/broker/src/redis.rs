@@ -12,7 +12,7 @@
 //! | method | Redis |
 //! |---|---|
 //! | `stream_append` | a script: `XADD MAXLEN`, `XTRIM MINID` (`~` or `=`, see [`Trim`]), `PEXPIRE` (module `stream`) |
-//! | `stream_append_many` | the same script once per append, in one pipeline |
+//! | `stream_append_many` | one pipeline: `XADD MAXLEN` per append, and per stream at most once a second a script for `XTRIM MINID` and `PEXPIRE` (module `stream`) |
 //! | `stream_range_after` | `XRANGE key (id + COUNT n` |
 //! | `stream_last` | `XREVRANGE key + - COUNT n` |
 //! | `stream_get` | `XRANGE key id id COUNT 1` |
@@ -72,6 +72,8 @@ pub struct RedisBroker {
     commands: Commands,
     options: RedisOptions,
     append: ::redis::Script,
+    maintain: ::redis::Script,
+    maintenance: Maintenance,
     leases: lease::LeaseScripts,
     state: Arc<State>,
     pubsub: pubsub::PubSub,
@@ -119,6 +121,8 @@ impl RedisBroker {
             commands,
             options,
             append: stream::append_script(),
+            maintain: stream::maintain_script(),
+            maintenance: Maintenance::default(),
             leases: lease::LeaseScripts::new(),
             state,
             pubsub,
@@ -211,6 +215,44 @@ impl RedisBroker {
     }
 }
 
+/// How often `stream_append_many` trims a stream by age and renews its
+/// expiry (the count limit applies on every append).
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+
+/// When each stream appended to by `stream_append_many` was last trimmed by
+/// age; streams not appended to for a while are forgotten.
+#[derive(Default)]
+struct Maintenance(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+impl Maintenance {
+    /// The streams among `streams` (each once) due for their age trim,
+    /// marked as done now.
+    fn due<'a>(&self, streams: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let now = Instant::now();
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.len() > 1024 {
+            last.retain(|_, at| now.duration_since(*at) < MAINTAIN_EVERY);
+        }
+        let mut due = Vec::new();
+        for stream in streams {
+            let is_due = last.get(stream).is_none_or(|at| now.duration_since(*at) >= MAINTAIN_EVERY);
+            if is_due {
+                last.insert(stream.to_owned(), now);
+                due.push(stream.to_owned());
+            }
+        }
+        due
+    }
+
+    /// The trims of a pipeline that failed: due again.
+    fn undo(&self, streams: &[String]) {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for stream in streams {
+            last.remove(stream);
+        }
+    }
+}
+
 /// The command connection, and how many times it was replaced.
 struct Commands {
     client: Client,
@@ -294,34 +336,31 @@ impl Broker for RedisBroker {
             if appends.is_empty() {
                 return Ok(Vec::new());
             }
+            let trim = self.options.trim;
+            let due = self.maintenance.due(appends.iter().map(|(stream, _)| stream.as_str()));
             let mut pipeline = ::redis::pipe();
             for (stream, data) in appends {
-                pipeline.invoke_script(&stream::append_invocation(
-                    &self.append,
-                    stream,
-                    data,
-                    retention,
-                    self.options.trim,
-                ));
+                stream::xadd(&mut pipeline, stream, data, retention, trim);
             }
-            let script = &self.append;
-            let ids = self
-                .run("XADD", |mut conn| async move {
-                    match pipeline.query_async::<Vec<String>>(&mut conn).await {
-                        // A Redis that restarted forgot the script: load it,
-                        // then once more (`EVALSHA` of an unknown script ran
-                        // nothing).
-                        Err(error)
-                            if error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-                        {
-                            script.prepare_invoke().load_async(&mut conn).await?;
-                            pipeline.query_async::<Vec<String>>(&mut conn).await
-                        }
-                        other => other,
-                    }
-                })
-                .await?;
-            ids.iter().map(|id| stream::padded(id)).collect()
+            if !due.is_empty() {
+                // A Redis that restarted forgot the script; loading it again
+                // (a hash and a lookup when it is known) costs less than a
+                // second round trip, and the appends before it must not be
+                // sent twice.
+                pipeline.cmd("SCRIPT").arg("LOAD").arg(stream::MAINTAIN).ignore();
+            }
+            for stream in &due {
+                let invocation = stream::maintain_invocation(&self.maintain, stream, retention, trim, MAINTAIN_EVERY);
+                pipeline.invoke_script(&invocation).ignore();
+            }
+            let ids = self.run("XADD", |mut conn| async move { pipeline.query_async::<Vec<String>>(&mut conn).await });
+            match ids.await {
+                Ok(ids) => ids.iter().map(|id| stream::padded(id)).collect(),
+                Err(error) => {
+                    self.maintenance.undo(&due);
+                    Err(error)
+                }
+            }
         })
     }
 

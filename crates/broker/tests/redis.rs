@@ -108,6 +108,56 @@ async fn approximate_trimming_keeps_at_least_what_is_asked_and_stays_bounded() {
     assert_eq!(last.first().map(|e| &e.data[..]), Some(&b"990"[..]));
 }
 
+/// `stream_append_many`: one pipeline of plain `XADD`s, whose age trim and
+/// expiry run at most once a second per stream.
+#[tokio::test]
+async fn appends_in_one_pipeline_keep_order_count_and_age() {
+    const AGE: Duration = Duration::from_millis(300);
+    /// How much later than an exact trim the age trim and expiry may come.
+    const LAG: Duration = Duration::from_secs(1);
+    let redis = RedisServer::start();
+    let b = broker(&redis, options()).await;
+    let retention = Retention::new(3, Some(AGE));
+    let appends: Vec<(String, Bytes)> =
+        (0..10).map(|i| (format!("many:{}", i % 2), Bytes::from(format!("{i}")))).collect();
+    let ids = b.stream_append_many(&appends, retention).await.unwrap();
+    assert_eq!(ids.len(), 10);
+    for stream in 0..2 {
+        let own: Vec<&String> = ids.iter().skip(stream).step_by(2).collect();
+        assert!(own.windows(2).all(|pair| pair[0] < pair[1]), "ids in order: {own:?}");
+    }
+    let kept = b.stream_last("many:0", 10).await.unwrap();
+    let kept: Vec<&[u8]> = kept.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(kept, vec![&b"4"[..], b"6", b"8"], "the count limit holds on every append");
+    assert_eq!(b.stream_get("many:1", &ids[9]).await.unwrap().map(|e| e.data), Some(Bytes::from_static(b"9")));
+
+    // Appends go on past the age: what is older is trimmed within a second.
+    let retention = Retention::new(100, Some(AGE));
+    let started = Instant::now();
+    b.stream_append_many(&[("many:0".to_owned(), Bytes::from_static(b"old"))], retention).await.unwrap();
+    let fresh = eventually("old entries trimmed by age", AGE + LAG * 2, || async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ids = b.stream_append_many(&[("many:0".to_owned(), Bytes::from_static(b"new"))], retention).await;
+        let last = b.stream_range_after("many:0", "0-0", 100).await.unwrap();
+        (ids.is_ok() && last.iter().all(|e| &e.data[..] == b"new")).then_some(last.len())
+    })
+    .await;
+    assert!(started.elapsed() >= AGE, "trimmed before its age");
+    assert!(fresh >= 1);
+
+    // A quiet stream vanishes, neither before its newest entry's age nor
+    // much after.
+    let last = Instant::now();
+    b.stream_append_many(&[("many:quiet".to_owned(), Bytes::from_static(b"q"))], retention).await.unwrap();
+    tokio::time::sleep(AGE - Duration::from_millis(100)).await;
+    assert_eq!(b.stream_last("many:quiet", 10).await.unwrap().len(), 1, "gone before its age");
+    eventually("a quiet stream expires", AGE + LAG + SLACK, || async {
+        b.stream_last("many:quiet", 10).await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert!(last.elapsed() >= AGE);
+}
+
 #[tokio::test]
 async fn brokers_on_one_redis_share_streams_keys_and_channels() {
     let redis = RedisServer::start();

@@ -46,6 +46,52 @@ pub(super) fn append_script() -> Script {
     Script::new(APPEND)
 }
 
+/// The age part of [`APPEND`] for a stream appended to by plain `XADD`s:
+/// trims by age from the newest entry and sets the expiry, with `slack` ms
+/// more (it runs at most that often per stream). KEYS[1] stream; ARGV: trim
+/// (`~` or `=`), max age in ms or ``, slack in ms.
+pub(super) const MAINTAIN: &str = r"
+if ARGV[2] == '' then
+  redis.call('PERSIST', KEYS[1])
+  return 0
+end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest == 0 then
+  return 0
+end
+local age = tonumber(ARGV[2])
+local oldest = tonumber(string.match(newest[1][1], '^(%d+)-')) - age
+if oldest > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1], string.format('%d-0', oldest))
+end
+redis.call('PEXPIRE', KEYS[1], age + tonumber(ARGV[3]))
+return 0
+";
+
+pub(super) fn maintain_script() -> Script {
+    Script::new(MAINTAIN)
+}
+
+/// A plain `XADD` with the count limit of `retention`.
+pub(super) fn xadd(pipeline: &mut redis::Pipeline, stream: &str, data: &Bytes, retention: Retention, trim: Trim) {
+    let (mode, max_len, _) = trim_args(retention, trim);
+    pipeline.cmd("XADD").arg(stream).arg("MAXLEN").arg(mode).arg(max_len).arg("*").arg(FIELD).arg(&data[..]);
+}
+
+/// The maintenance script's call for one stream.
+pub(super) fn maintain_invocation<'a>(
+    script: &'a Script,
+    stream: &str,
+    retention: Retention,
+    trim: Trim,
+    slack: std::time::Duration,
+) -> ScriptInvocation<'a> {
+    let (mode, _, max_age) = trim_args(retention, trim);
+    let mut invocation = script.key(stream);
+    invocation.arg(mode).arg(max_age).arg(u64::try_from(slack.as_millis()).unwrap_or(u64::MAX));
+    invocation
+}
+
 /// The script's call for one append.
 pub(super) fn append_invocation<'a>(
     script: &'a Script,
