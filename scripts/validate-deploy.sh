@@ -131,7 +131,11 @@ fi
 if [ "${SB_DEPLOY_RENDER:-1}" = 0 ]; then
   echo "  skipped (SB_DEPLOY_RENDER=0)"
 elif ! render_ready; then
-  echo "  skipped: needs go and Debian's golang-github-masterminds-sprig-dev, golang-gopkg-yaml.v2-dev"
+  # A check that cannot run is a failure, not a pass (SB_DEPLOY_RENDER=0
+  # turns it off on purpose).
+  echo "error: rendering the chart needs go and Debian's golang-github-masterminds-sprig-dev," \
+    "golang-gopkg-yaml.v2-dev, which could not be installed" >&2
+  exit 1
 else
   renderer="$root/target/helm-render"
   if [ ! -x "$renderer" ] || [ scripts/helm-render/main.go -nt "$renderer" ]; then

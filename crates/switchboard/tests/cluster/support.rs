@@ -13,7 +13,8 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The binary under test.
+/// The binary under test; `SB_SWITCHBOARD_BIN` names another (a release
+/// build, to tell the server's cost from the test's own).
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// How long an emit waits for its acknowledgement before the test counts it
