@@ -189,19 +189,15 @@ impl RedisBroker {
                 if is_connection_error(&error) {
                     self.state.commands_down.store(true, Ordering::Relaxed);
                 }
-                if error.is_timeout() {
+                let error = if error.is_timeout() {
                     // Whatever the connection is waiting for may never come:
                     // the next caller gets a new one.
                     self.commands.replace(generation);
-                }
-                let error = if error.is_timeout() {
-                    BrokerError::Unavailable(format!(
-                        "redis {command}: no answer within {:?}",
-                        self.options.command_timeout
-                    ))
+                    format!("redis {command}: no answer within {:?}", self.options.command_timeout)
                 } else {
-                    BrokerError::Unavailable(format!("redis {command}: {error}"))
+                    format!("redis {command}: {error}")
                 };
+                let error = BrokerError::Unavailable(error);
                 tracing::debug!(%error, "redis command failed");
                 Err(error)
             }
