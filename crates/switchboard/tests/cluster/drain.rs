@@ -114,14 +114,7 @@ async fn sigterm_drains_a_gateway_whose_clients_resume_elsewhere() {
     let back_at = Instant::now();
     let live = support::acked_after(&publishers, back_at, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.cancel();
-    let mut members = Vec::new();
-    let mut logs = Vec::new();
-    for publisher in publishers {
-        let (member, log) = publisher.finish().await;
-        members.push(member);
-        logs.push(log);
-    }
+    let (mut members, logs) = support::stop_publishers(publishers, &stop).await;
     let mut took: Vec<Duration> = reconnections.iter().map(|r| r.took).collect();
     took.sort_unstable();
     let quantile = |q: f64| took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1))).copied();

@@ -69,18 +69,6 @@ async fn busy_rooms(
     (publishers, members)
 }
 
-async fn finish(publishers: Vec<Publisher>, stop: &CancellationToken) -> (Vec<Member>, Vec<PublishLog>) {
-    stop.cancel();
-    let mut members = Vec::new();
-    let mut logs = Vec::new();
-    for publisher in publishers {
-        let (member, log) = publisher.finish().await;
-        members.push(member);
-        logs.push(log);
-    }
-    (members, logs)
-}
-
 /// A gateway dies (SIGKILL) while two rooms with members on all three
 /// gateways exchange messages. Its clients do what socket.io-client does:
 /// reconnect (here to the other gateways, as a load balancer would send
@@ -136,7 +124,7 @@ async fn gateway_kill() {
     let live = support::acked_after(&publishers, back_at, Duration::from_secs(5)).await;
     assert!(live.is_some(), "no acknowledged message after the reconnections");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (publisher_members, logs) = finish(publishers, &stop).await;
+    let (publisher_members, logs) = support::stop_publishers(publishers, &stop).await;
 
     let slowest = reconnections.iter().map(|r| r.took).max().unwrap_or_default();
     let recovered = reconnections.iter().filter(|r| r.recovered && r.same_id).count();
@@ -205,7 +193,7 @@ async fn router_kill() {
     // Until every room had an acknowledged emit after the kill, then a bit more.
     let all_back = support::acked_after(&publishers, killed_at, Duration::from_secs(8)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (publisher_members, logs) = finish(publishers, &stop).await;
+    let (publisher_members, logs) = support::stop_publishers(publishers, &stop).await;
     members.extend(publisher_members);
     support::settle(&mut members, &logs, Duration::from_secs(5)).await;
 
@@ -263,7 +251,7 @@ async fn redis_stop() {
     let ready_again = gateways_reach(&cluster, true, Duration::from_secs(5)).await;
     let all_back = support::acked_after(&publishers, restarted_at, Duration::from_secs(8)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (publisher_members, logs) = finish(publishers, &stop).await;
+    let (publisher_members, logs) = support::stop_publishers(publishers, &stop).await;
     members.extend(publisher_members);
     support::settle(&mut members, &logs, Duration::from_secs(5)).await;
 

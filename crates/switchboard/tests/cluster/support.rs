@@ -191,6 +191,22 @@ impl Publisher {
     }
 }
 
+/// Stops every publisher: their members (with the clients) and their logs.
+pub(crate) async fn stop_publishers(
+    publishers: Vec<Publisher>,
+    stop: &CancellationToken,
+) -> (Vec<Member>, Vec<PublishLog>) {
+    stop.cancel();
+    let mut members = Vec::new();
+    let mut logs = Vec::new();
+    for publisher in publishers {
+        let (member, log) = publisher.finish().await;
+        members.push(member);
+        logs.push(log);
+    }
+    (members, logs)
+}
+
 /// Waits (at most `within` after `since`) until every publisher had an emit
 /// acknowledged after `since`; how long after `since` that was (to the
 /// 20 ms of the polling), or `None` when time ran out.
